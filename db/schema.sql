@@ -1,0 +1,319 @@
+SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET xmloption = content;
+SET client_min_messages = warning;
+SET row_security = off;
+
+--
+-- Name: attempt_outcome; Type: TYPE; Schema: public; Owner: -
+--
+
+CREATE TYPE public.attempt_outcome AS ENUM (
+    'succeeded',
+    'failed',
+    'permanent_failure',
+    'timed_out',
+    'crashed',
+    'cancelled',
+    'interrupted',
+    'memory_exceeded'
+);
+
+
+--
+-- Name: job_priority; Type: TYPE; Schema: public; Owner: -
+--
+
+CREATE TYPE public.job_priority AS ENUM (
+    'critical',
+    'high',
+    'normal',
+    'low'
+);
+
+
+--
+-- Name: job_status; Type: TYPE; Schema: public; Owner: -
+--
+
+CREATE TYPE public.job_status AS ENUM (
+    'blocked',
+    'pending',
+    'scheduled',
+    'running',
+    'succeeded',
+    'failed',
+    'cancelled',
+    'upstream_failed'
+);
+
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: attempts; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.attempts (
+    job_id text NOT NULL,
+    attempt integer NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    finished_at timestamp with time zone,
+    outcome public.attempt_outcome,
+    error text,
+    worker_pid integer,
+    CONSTRAINT attempts_attempt_check CHECK ((attempt >= 1)),
+    CONSTRAINT outcome_iff_finished CHECK (((outcome IS NULL) = (finished_at IS NULL)))
+);
+
+
+--
+-- Name: job_dependencies; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.job_dependencies (
+    job_id text NOT NULL,
+    depends_on text NOT NULL,
+    CONSTRAINT job_dependencies_check CHECK ((job_id <> depends_on))
+);
+
+
+--
+-- Name: job_logs; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.job_logs (
+    id bigint NOT NULL,
+    job_id text NOT NULL,
+    attempt integer,
+    at timestamp with time zone NOT NULL,
+    level text NOT NULL,
+    event text NOT NULL,
+    message text NOT NULL,
+    data jsonb
+);
+
+
+--
+-- Name: job_logs_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.job_logs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.job_logs_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: jobs; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.jobs (
+    job_id text NOT NULL,
+    seq bigint NOT NULL,
+    type text NOT NULL,
+    priority public.job_priority NOT NULL,
+    status public.job_status NOT NULL,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    cpu_units integer NOT NULL,
+    memory_mb integer NOT NULL,
+    depends_on text[] DEFAULT '{}'::text[] NOT NULL,
+    timeout_seconds double precision,
+    max_attempts integer NOT NULL,
+    backoff_multiplier double precision NOT NULL,
+    initial_delay_seconds double precision NOT NULL,
+    max_delay_seconds double precision NOT NULL,
+    jitter double precision NOT NULL,
+    run_at timestamp with time zone,
+    next_run_at timestamp with time zone,
+    ready_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    attempt_count integer DEFAULT 0 NOT NULL,
+    error text,
+    result jsonb,
+    request_hash bytea NOT NULL,
+    CONSTRAINT finished_iff_terminal CHECK (((finished_at IS NOT NULL) = (status = ANY (ARRAY['succeeded'::public.job_status, 'failed'::public.job_status, 'cancelled'::public.job_status, 'upstream_failed'::public.job_status])))),
+    CONSTRAINT jobs_attempt_count_check CHECK ((attempt_count >= 0)),
+    CONSTRAINT jobs_backoff_multiplier_check CHECK ((backoff_multiplier >= (1)::double precision)),
+    CONSTRAINT jobs_cpu_units_check CHECK ((cpu_units >= 0)),
+    CONSTRAINT jobs_initial_delay_seconds_check CHECK ((initial_delay_seconds >= (0)::double precision)),
+    CONSTRAINT jobs_jitter_check CHECK (((jitter >= (0)::double precision) AND (jitter <= (1)::double precision))),
+    CONSTRAINT jobs_job_id_check CHECK ((job_id ~ '^[A-Za-z0-9._:-]{1,128}$'::text)),
+    CONSTRAINT jobs_max_attempts_check CHECK ((max_attempts >= 1)),
+    CONSTRAINT jobs_max_delay_seconds_check CHECK ((max_delay_seconds >= (0)::double precision)),
+    CONSTRAINT jobs_memory_mb_check CHECK ((memory_mb >= 0)),
+    CONSTRAINT jobs_timeout_seconds_check CHECK ((timeout_seconds > (0)::double precision)),
+    CONSTRAINT running_has_started CHECK (((status <> 'running'::public.job_status) OR (started_at IS NOT NULL)))
+);
+
+
+--
+-- Name: jobs_seq_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.jobs ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.jobs_seq_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: schema_migrations; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.schema_migrations (
+    version character varying NOT NULL
+);
+
+
+--
+-- Name: attempts attempts_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.attempts
+    ADD CONSTRAINT attempts_pkey PRIMARY KEY (job_id, attempt);
+
+
+--
+-- Name: job_dependencies job_dependencies_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.job_dependencies
+    ADD CONSTRAINT job_dependencies_pkey PRIMARY KEY (job_id, depends_on);
+
+
+--
+-- Name: job_logs job_logs_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.job_logs
+    ADD CONSTRAINT job_logs_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: jobs jobs_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.jobs
+    ADD CONSTRAINT jobs_pkey PRIMARY KEY (job_id);
+
+
+--
+-- Name: jobs jobs_seq_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.jobs
+    ADD CONSTRAINT jobs_seq_key UNIQUE (seq);
+
+
+--
+-- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.schema_migrations
+    ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+
+
+--
+-- Name: job_dependencies_depends_on_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX job_dependencies_depends_on_idx ON public.job_dependencies USING btree (depends_on);
+
+
+--
+-- Name: job_logs_job_id_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX job_logs_job_id_idx ON public.job_logs USING btree (job_id, id);
+
+
+--
+-- Name: jobs_live_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX jobs_live_idx ON public.jobs USING btree (seq) WHERE (status = ANY (ARRAY['blocked'::public.job_status, 'pending'::public.job_status, 'scheduled'::public.job_status, 'running'::public.job_status]));
+
+
+--
+-- Name: jobs_priority_seq_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX jobs_priority_seq_idx ON public.jobs USING btree (priority, seq);
+
+
+--
+-- Name: jobs_status_seq_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX jobs_status_seq_idx ON public.jobs USING btree (status, seq);
+
+
+--
+-- Name: jobs_type_seq_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX jobs_type_seq_idx ON public.jobs USING btree (type, seq);
+
+
+--
+-- Name: attempts attempts_job_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.attempts
+    ADD CONSTRAINT attempts_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.jobs(job_id) ON DELETE CASCADE;
+
+
+--
+-- Name: job_dependencies job_dependencies_depends_on_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.job_dependencies
+    ADD CONSTRAINT job_dependencies_depends_on_fkey FOREIGN KEY (depends_on) REFERENCES public.jobs(job_id) ON DELETE CASCADE;
+
+
+--
+-- Name: job_dependencies job_dependencies_job_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.job_dependencies
+    ADD CONSTRAINT job_dependencies_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.jobs(job_id) ON DELETE CASCADE;
+
+
+--
+-- Name: job_logs job_logs_job_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.job_logs
+    ADD CONSTRAINT job_logs_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.jobs(job_id) ON DELETE CASCADE;
+
+
+--
+-- PostgreSQL database dump complete
+--
+
+
+--
+-- Dbmate schema migrations
+--
+
+INSERT INTO public.schema_migrations (version) VALUES
+    ('20261129000001');

@@ -1,0 +1,1 @@
+"""The API actor: Litestar under uvicorn. Commits submissions, then tells the scheduler; reads go to PostgreSQL."""

@@ -1,0 +1,316 @@
+"""The HTTP API: routes, and the conversion of database rows into response bodies."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Litestar, Request, Response, get, patch, post
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.params import Parameter
+
+from service import handlers
+from service.api import problems
+from service.api.scheduler_link import SchedulerLink
+from service.api.schemas import (
+    AttemptView,
+    JobPage,
+    JobSubmission,
+    JobView,
+    LogLine,
+    ResourceRequirements,
+    RetryConfig,
+    Stats,
+    decode_submission,
+    validate,
+)
+from service.api.submit import SubmitBatcher, timestamp
+from service.errors import (
+    InvalidQuery,
+    InvalidRequest,
+    JobNotCancellable,
+    JobNotFound,
+    TaskqError,
+)
+from service.model import Priority, Resources, Status
+from service.protocol import CancelRequest, PositionQuery
+from service.settings import Settings
+from service.store import gateway
+
+log = logging.getLogger("taskq.api")
+
+_decode_object = msgspec.json.Decoder(dict[str, Any]).decode
+_decode_attempts = msgspec.json.Decoder(list[dict[str, Any]]).decode
+
+
+# ------------------------------------------------------------------------------------------------- views
+
+
+def job_view(record: asyncpg.Record, *, position: int | None = None) -> JobView:
+    attempts = record["attempts"]
+    attempt_list = _decode_attempts(attempts) if isinstance(attempts, str) else list(attempts or [])
+    return JobView(
+        job_id=record["job_id"],
+        type=record["type"],
+        priority=record["priority"],
+        status=record["status"],
+        payload=_json(record["payload"]) or {},
+        resource_requirements=ResourceRequirements(record["cpu_units"], record["memory_mb"]),
+        depends_on=list(record["depends_on"]),
+        retry_config=RetryConfig(
+            record["max_attempts"],
+            record["backoff_multiplier"],
+            record["initial_delay_seconds"],
+            record["max_delay_seconds"],
+            record["jitter"],
+        ),
+        timeout_seconds=record["timeout_seconds"],
+        run_at=timestamp(record["run_at"]),
+        next_run_at=timestamp(record["next_run_at"]),
+        created_at=timestamp(record["created_at"]) or "",
+        started_at=timestamp(record["started_at"]),
+        finished_at=timestamp(record["finished_at"]),
+        attempt_count=record["attempt_count"],
+        error=record["error"],
+        result=_json(record["result"]),
+        position_in_queue=position,
+        attempts=[
+            AttemptView(
+                attempt=a["attempt"],
+                started_at=_iso(a.get("started_at")),
+                finished_at=_iso(a.get("finished_at")),
+                outcome=a.get("outcome"),
+                error=a.get("error"),
+                worker_pid=a.get("worker_pid"),
+            )
+            for a in attempt_list
+        ],
+    )
+
+
+def _json(value: Any) -> Any:
+    return msgspec.json.decode(value) if isinstance(value, str) else value
+
+
+def _iso(value: str | None) -> str | None:
+    """jsonb renders timestamptz as '2024-01-15T10:00:00.123+00:00'; the API says '...Z'."""
+    if value is None:
+        return None
+    from datetime import datetime
+
+    return timestamp(datetime.fromisoformat(value))
+
+
+# ------------------------------------------------------------------------------------------------ routes
+
+
+def _pool(state: State) -> asyncpg.Pool:
+    pool: asyncpg.Pool = state.pool
+    return pool
+
+
+async def _positions(state: State, job_ids: list[str]) -> dict[str, int]:
+    if not job_ids:
+        return {}
+    link: SchedulerLink = state.link
+    try:
+        reply = await link.request(lambda rid: PositionQuery(rid, job_ids), timeout=1.0)
+    except TaskqError:
+        return {}
+    return reply.positions
+
+
+async def _load_job(state: State, job_id: str) -> JobView:
+    record = await gateway.get_job(_pool(state), job_id)
+    if record is None:
+        raise JobNotFound(f"no job has id {job_id!r}")
+    position = None
+    if record["status"] == Status.PENDING.value:
+        position = (await _positions(state, [job_id])).get(job_id)
+    return job_view(record, position=position)
+
+
+@post("/jobs", status_code=201, summary="Submit a job", tags=["jobs"])
+async def submit_job(request: Request[Any, Any, Any], state: State) -> Response[JobView]:
+    """Commits the job, then schedules it. Same job_id and body again: 200 with the existing job."""
+    body = await request.body()
+    submission = decode_submission(body)
+    header_key = request.headers.get("idempotency-key")
+    if header_key is not None and submission.job_id is not None and header_key != submission.job_id:
+        raise InvalidRequest.field("job_id", "differs from the Idempotency-Key header")
+    if header_key is not None and submission.job_id is None:
+        submission = msgspec.convert({**msgspec.to_builtins(submission), "job_id": header_key}, JobSubmission)
+    settings: Settings = state.settings
+    validate(
+        submission,
+        capacity=Resources(settings.cpu_units, settings.memory_mb),
+        known_types=handlers.known_types(),
+    )
+    batcher: SubmitBatcher = state.batcher
+    accepted = await batcher.submit(submission)
+    view = await _load_job(state, accepted.job_id)
+    if accepted.created:
+        if accepted.position is not None and view.status == Status.PENDING.value:
+            view.position_in_queue = accepted.position
+        return Response(view, status_code=201)
+    return Response(view, status_code=200)
+
+
+@get("/jobs/{job_id:str}", summary="Get a job with its attempts", tags=["jobs"])
+async def get_job(job_id: str, state: State) -> JobView:
+    return await _load_job(state, job_id)
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        version, seq = text.split(":", 1)
+        if version != "v1" or not seq.isdigit():
+            raise ValueError
+        return int(seq)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidQuery.field("cursor", "is not a cursor this service issued") from None
+
+
+@get("/jobs", summary="List jobs, newest first, with keyset pagination", tags=["jobs"])
+async def list_jobs(
+    state: State,
+    status: str | None = None,
+    type: str | None = None,
+    priority: str | None = None,
+    limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> JobPage:
+    if status is not None and status not in Status.__members__.values():
+        raise InvalidQuery.field("status", f"must be one of: {', '.join(s.value for s in Status)}")
+    if priority is not None and priority not in Priority.__members__.values():
+        raise InvalidQuery.field("priority", f"must be one of: {', '.join(p.value for p in Priority)}")
+    before = _decode_cursor(cursor) if cursor else None
+    records = await gateway.list_jobs(
+        _pool(state), status=status, type=type, priority=priority, before_seq=before, limit=limit + 1
+    )
+    page, more = records[:limit], len(records) > limit
+    positions = await _positions(state, [r["job_id"] for r in page if r["status"] == Status.PENDING.value])
+    return JobPage(
+        items=[job_view(r, position=positions.get(r["job_id"])) for r in page],
+        next_cursor=_encode_cursor(page[-1]["seq"]) if more else None,
+    )
+
+
+@patch("/jobs/{job_id:str}/cancel", summary="Cancel a job", tags=["jobs"])
+async def cancel_job(job_id: str, state: State) -> JobView:
+    link: SchedulerLink = state.link
+    record = await gateway.get_job(_pool(state), job_id)
+    if record is None:
+        raise JobNotFound(f"no job has id {job_id!r}")
+    if Status(record["status"]).terminal:
+        raise JobNotCancellable(f"job {job_id} is already {record['status']}")
+    reply = await link.request(lambda rid: CancelRequest(rid, job_id))
+    view = await _load_job(state, job_id)
+    if reply.cancel == "not_waiting" and Status(view.status).terminal and view.status != Status.CANCELLED.value:
+        raise JobNotCancellable(f"job {job_id} is already {view.status}")
+    view.cancel_requested = reply.cancel == "cancel_requested"
+    return view
+
+
+@get("/jobs/{job_id:str}/logs", summary="A job's lifecycle events and handler output", tags=["jobs"])
+async def job_logs(
+    job_id: str,
+    state: State,
+    after: Annotated[int, Parameter(ge=0)] = 0,
+    limit: Annotated[int, Parameter(ge=1, le=1000)] = 500,
+) -> list[LogLine]:
+    pool = _pool(state)
+    records = await gateway.get_logs(pool, job_id, after_id=after, limit=limit)
+    if not records and await gateway.get_job(pool, job_id) is None:
+        raise JobNotFound(f"no job has id {job_id!r}")
+    return [
+        LogLine(
+            id=r["id"],
+            timestamp=timestamp(r["at"]) or "",
+            attempt=r["attempt"],
+            level=r["level"],
+            event=r["event"],
+            message=r["message"],
+            data=_decode_object(r["data"]) if r["data"] else None,
+        )
+        for r in records
+    ]
+
+
+@get("/health/live", summary="The API process is up", tags=["health"])
+async def live() -> dict[str, str]:
+    return {"status": "alive"}
+
+
+@get("/health/ready", summary="Database reachable and scheduler connected", tags=["health"])
+async def ready(state: State) -> Response[dict[str, Any]]:
+    link: SchedulerLink = state.link
+    checks: dict[str, bool] = {"scheduler": link.connected, "database": False}
+    with contextlib.suppress(Exception):
+        async with _pool(state).acquire(timeout=1.0) as conn:
+            checks["database"] = await conn.fetchval("SELECT true", timeout=1.0) is True
+    ok = all(checks.values())
+    return Response({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+
+@get("/stats", summary="Capacity, resources in use and job counts", tags=["health"])
+async def stats(state: State) -> Stats:
+    settings: Settings = state.settings
+    pool = _pool(state)
+    counts = await gateway.count_by_status(pool)
+    running = await gateway.running_resources(pool)
+    capacity = ResourceRequirements(settings.cpu_units, settings.memory_mb)
+    return Stats(
+        capacity=capacity,
+        resources_in_use=ResourceRequirements(running[0], running[1]),
+        resources_free=ResourceRequirements(capacity.cpu_units - running[0], capacity.memory_mb - running[1]),
+        jobs_by_status={s.value: counts.get(s.value, 0) for s in Status},
+    )
+
+
+# ----------------------------------------------------------------------------------------------- the app
+
+
+def create_app(settings: Settings, database_url: str, scheduler_socket: str) -> Litestar:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        handlers.load(settings.handlers)
+        pool = await gateway.connect_pool(database_url, min_size=2, max_size=10, custom_plans=True)
+        link = SchedulerLink(scheduler_socket)
+        link.start()
+        batcher = SubmitBatcher(pool, link)
+        batcher.start()
+        app.state.update(settings=settings, pool=pool, link=link, batcher=batcher)
+        try:
+            yield
+        finally:
+            await batcher.stop()
+            await link.stop()
+            await pool.close()
+
+    return Litestar(
+        route_handlers=[submit_job, get_job, list_jobs, cancel_job, job_logs, live, ready, stats],
+        lifespan=[lifespan],
+        exception_handlers={
+            TaskqError: problems.on_taskq_error,
+            HTTPException: problems.on_http_exception,
+            Exception: problems.on_unexpected,
+        },
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="taskq", version="0.1.0", path="/schema"),
+        debug=False,
+        logging_config=None,
+    )

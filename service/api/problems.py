@@ -1,0 +1,56 @@
+"""RFC 9457 problem details: every error the API returns goes through here, so none is a 500 with a trace."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException
+
+from service.errors import ServiceUnavailable, TaskqError
+from service.store.errors import DatabaseUnavailable, is_transient
+
+log = logging.getLogger("taskq.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(
+    status: int, title: str, detail: str, *, errors: list[dict[str, str]] | None = None, retry_after: int | None = None
+) -> Response[dict[str, object]]:
+    body: dict[str, object] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def on_taskq_error(_: Request[object, object, object], exc: TaskqError) -> Response[dict[str, object]]:
+    retry_after = exc.retry_after_seconds if isinstance(exc, ServiceUnavailable) else None
+    return problem(exc.status_code, exc.title, exc.detail, errors=exc.errors, retry_after=retry_after)
+
+
+def on_http_exception(_: Request[object, object, object], exc: HTTPException) -> Response[dict[str, object]]:
+    detail = exc.detail or "request rejected"
+    if exc.status_code == 413:
+        detail = "request body is too large"
+    return problem(exc.status_code, _title(exc.status_code), detail, retry_after=None)
+
+
+def on_unexpected(request: Request[object, object, object], exc: Exception) -> Response[dict[str, object]]:
+    if isinstance(exc, DatabaseUnavailable) or is_transient(exc):
+        return problem(503, "Service unavailable", "the database is unreachable; retry shortly", retry_after=1)
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "Internal error", "an internal error occurred; it has been logged")
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+MEDIA_TYPE = MediaType.JSON

@@ -1,0 +1,96 @@
+"""The API's connection to the scheduler actor: fire-and-forget notices and request/reply with ids.
+
+The link reconnects by itself. While it is down, requests fail fast with `ServiceUnavailable`; a job
+committed meanwhile is not lost, because the scheduler loads every live job from PostgreSQL when it
+(re)starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+from collections.abc import Callable
+
+from service.errors import ServiceUnavailable
+from service.protocol import ApiHello, ApiToScheduler, Reply, SchedulerToApi
+from service.transport import AsyncChannel, ChannelClosed
+
+log = logging.getLogger("taskq.api.link")
+
+REQUEST_TIMEOUT_SECONDS = 5.0
+
+
+class SchedulerLink:
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self._channel: AsyncChannel[SchedulerToApi] | None = None
+        self._waiting: dict[int, asyncio.Future[Reply]] = {}
+        self._ids = itertools.count(1)
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        return self._channel is not None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._maintain())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._channel is not None:
+            self._channel.close()
+
+    async def wait_connected(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        return self.connected
+
+    async def request(self, build: Callable[[int], ApiToScheduler], timeout: float = REQUEST_TIMEOUT_SECONDS) -> Reply:
+        channel = self._channel
+        if channel is None:
+            raise ServiceUnavailable("the scheduler is not reachable right now; retry shortly")
+        request_id = next(self._ids)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        try:
+            channel.send(build(request_id))
+            return await asyncio.wait_for(future, timeout)
+        except (ChannelClosed, TimeoutError) as exc:
+            raise ServiceUnavailable("the scheduler did not answer in time; retry shortly") from exc
+        finally:
+            self._waiting.pop(request_id, None)
+
+    async def _maintain(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                channel: AsyncChannel[SchedulerToApi] = await AsyncChannel.connect(self.socket_path, SchedulerToApi)
+            except OSError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            delay = 0.05
+            channel.send(ApiHello(os.getpid()))
+            self._channel = channel
+            self._connected.set()
+            try:
+                while True:
+                    reply = await channel.receive()
+                    future = self._waiting.get(reply.request_id)
+                    if future is not None and not future.done():
+                        future.set_result(reply)
+            except ChannelClosed:
+                log.warning("scheduler link lost; reconnecting")
+            finally:
+                self._channel = None
+                self._connected.clear()
+                for future in self._waiting.values():
+                    if not future.done():
+                        future.set_exception(ChannelClosed("scheduler link lost"))

@@ -1,0 +1,189 @@
+"""Request and response bodies, as msgspec Structs. Validation is declarative (`Meta` constraints);
+what a constraint cannot say (capacity, known types, finite payload numbers) is checked in `validate`."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from service.errors import InvalidRequest, MalformedRequest, ResourcesExceedCapacity, UnknownJobType
+from service.model import Priority, Resources, RetryPolicy
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+JobId = Annotated[str, Meta(pattern=JOB_ID_PATTERN, description="1-128 characters of A-Z a-z 0-9 . _ : -")]
+JobType = Annotated[str, Meta(min_length=1, max_length=128)]
+DAY = 86_400.0
+
+
+class ResourceRequirements(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    cpu_units: Annotated[int, Meta(ge=0, le=1_000_000)] = 1
+    memory_mb: Annotated[int, Meta(ge=0, le=1 << 40)] = 128
+
+
+class RetryConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    max_attempts: Annotated[int, Meta(ge=1, le=100)] = 3
+    backoff_multiplier: Annotated[float, Meta(ge=1, le=100)] = 2.0
+    initial_delay_seconds: Annotated[float, Meta(ge=0, le=DAY)] = 1.0
+    max_delay_seconds: Annotated[float, Meta(ge=0, le=30 * DAY)] = 3600.0
+    jitter: Annotated[float, Meta(ge=0, le=1)] = 0.1
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            self.max_attempts, self.backoff_multiplier, self.initial_delay_seconds, self.max_delay_seconds, self.jitter
+        )
+
+
+class JobSubmission(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """POST /jobs. Unknown fields are rejected so that a typo never passes silently."""
+
+    type: JobType
+    job_id: JobId | None = None
+    priority: Priority = Priority.NORMAL
+    payload: dict[str, Any] = {}
+    resource_requirements: ResourceRequirements = ResourceRequirements()
+    depends_on: Annotated[list[JobId], Meta(max_length=1000)] = []
+    timeout_seconds: Annotated[float, Meta(gt=0, le=7 * DAY)] | None = None
+    retry_config: RetryConfig = RetryConfig()
+    run_at: Annotated[datetime, Meta(tz=True)] | None = None
+
+
+_submission_decoder = msgspec.json.Decoder(JobSubmission)
+_canonical = msgspec.json.Encoder(order="sorted")
+_AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<name>[^`]+)`")
+_MISSING_FIELD = re.compile(r"Object missing required field `(?P<name>[^`]+)`")
+_ENUM_CHOICES = {"priority": ", ".join(p.value for p in Priority)}
+
+
+def decode_submission(body: bytes) -> JobSubmission:
+    try:
+        return _submission_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise validation_error(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise MalformedRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def validation_error(text: str, prefix: str = "") -> InvalidRequest:
+    """Turns msgspec's `Expected int, got str - at $.a.b` into a field name and a rule."""
+    match = _AT_PATH.match(text)
+    assert match is not None
+    message, path = match.group("message"), match.group("path") or ""
+    field = path.lstrip(".").replace("].", "]").replace("[", ".").replace("]", "") if path else ""
+    if unknown := _UNKNOWN_FIELD.match(message):
+        field = f"{field}.{unknown.group('name')}" if field else unknown.group("name")
+        message = "unknown field; check its spelling against the schema"
+    elif missing := _MISSING_FIELD.match(message):
+        field = f"{field}.{missing.group('name')}" if field else missing.group("name")
+        message = "is required"
+    elif message.startswith("Invalid enum value") and field in _ENUM_CHOICES:
+        message = f"{message}; must be one of: {_ENUM_CHOICES[field]}"
+    field = f"{prefix}{field}" if field else (prefix.rstrip(".") or "body")
+    return InvalidRequest.field(field, message)
+
+
+def validate(submission: JobSubmission, *, capacity: Resources, known_types: list[str]) -> None:
+    if submission.type not in known_types:
+        raise UnknownJobType(
+            f"type: unknown job type {submission.type!r}; known types: {', '.join(known_types)}",
+            errors=[{"field": "type", "message": f"must be one of: {', '.join(known_types)}"}],
+        )
+    needs = submission.resource_requirements
+    for name, need, have in (
+        ("cpu_units", needs.cpu_units, capacity.cpu_units),
+        ("memory_mb", needs.memory_mb, capacity.memory_mb),
+    ):
+        if need > have:
+            message = f"needs {need} but this node has {have} in all, so the job could never start"
+            raise ResourcesExceedCapacity(
+                f"resource_requirements.{name}: {message}",
+                errors=[{"field": f"resource_requirements.{name}", "message": message}],
+            )
+    if submission.job_id is not None and submission.job_id in submission.depends_on:
+        raise InvalidRequest.field("depends_on", "a job cannot depend on itself")
+    if len(set(submission.depends_on)) != len(submission.depends_on):
+        raise InvalidRequest.field("depends_on", "lists a job more than once")
+    if not _finite(submission.payload):
+        raise InvalidRequest.field("payload", "numbers must be finite (no NaN or Infinity)")
+    retry = submission.retry_config
+    if retry.max_delay_seconds < retry.initial_delay_seconds:
+        raise InvalidRequest.field("retry_config.max_delay_seconds", "must be at least initial_delay_seconds")
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
+
+
+def request_hash(submission: JobSubmission, job_id: str) -> bytes:
+    """The identity of a submission after defaults are applied: equal bodies hash equal."""
+    normal = msgspec.structs.replace(submission, job_id=job_id)
+    return hashlib.sha256(_canonical.encode(normal)).digest()
+
+
+# ------------------------------------------------------------------------------------------------ responses
+
+
+class AttemptView(msgspec.Struct):
+    attempt: int
+    started_at: str | None
+    finished_at: str | None
+    outcome: str | None
+    error: str | None
+    worker_pid: int | None
+
+
+class JobView(msgspec.Struct):
+    job_id: str
+    type: str
+    priority: str
+    status: str
+    payload: dict[str, Any]
+    resource_requirements: ResourceRequirements
+    depends_on: list[str]
+    retry_config: RetryConfig
+    timeout_seconds: float | None
+    run_at: str | None
+    next_run_at: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    attempt_count: int
+    error: str | None
+    result: Any
+    position_in_queue: int | None
+    attempts: list[AttemptView]
+    cancel_requested: bool = False
+
+
+class JobPage(msgspec.Struct):
+    items: list[JobView]
+    next_cursor: str | None
+
+
+class LogLine(msgspec.Struct):
+    id: int
+    timestamp: str
+    attempt: int | None
+    level: str
+    event: str
+    message: str
+    data: dict[str, Any] | None
+
+
+class Stats(msgspec.Struct):
+    capacity: ResourceRequirements
+    resources_in_use: ResourceRequirements
+    resources_free: ResourceRequirements
+    jobs_by_status: dict[str, int]

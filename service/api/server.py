@@ -1,0 +1,29 @@
+"""The API actor's process: uvicorn serving the Litestar app."""
+
+from __future__ import annotations
+
+import os
+
+import uvicorn
+
+from service.api.app import create_app
+from service.logs import configure_logging
+from service.processes import die_with_parent
+from service.settings import Settings
+
+
+def main(settings: Settings, database_url: str, scheduler_socket: str, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
+    os.setpgrp()  # a Ctrl-C on the terminal is the root's to handle, not uvicorn's
+    configure_logging(settings.log_level, "api")
+    app = create_app(settings, database_url, scheduler_socket)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,262 @@
+"""Group commit of submissions: concurrent POSTs share one transaction and one scheduler notice.
+
+A durable commit costs far more than building a row, so the flusher takes every submission waiting at
+the moment it starts, validates dependencies and idempotency for all of them with one read, inserts
+them with one statement, commits, and only then answers. While one group commits, the next gathers;
+no timer adds latency when the service is idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+
+from service.api.scheduler_link import SchedulerLink
+from service.api.schemas import JobSubmission, request_hash
+from service.errors import DependencyNotFound, IdempotencyConflict, ServiceUnavailable
+from service.model import Status
+from service.protocol import NewJob, Submitted
+from service.store import gateway
+from service.store.errors import DatabaseUnavailable, classify_db_error
+from service.store.gateway import JobRow, LogRow
+
+log = logging.getLogger("taskq.api.submit")
+
+MAX_GROUP = 5000
+_FAILED = {Status.FAILED.value, Status.CANCELLED.value, Status.UPSTREAM_FAILED.value}
+
+
+@dataclass
+class Accepted:
+    """The outcome of one submission: created now (201) or an identical replay (200)."""
+
+    job_id: str
+    created: bool
+    status: str = ""
+    created_at: float = 0.0
+    position: int | None = None
+
+
+@dataclass
+class _Pending:
+    submission: JobSubmission
+    job_id: str
+    digest: bytes
+    future: asyncio.Future[Accepted] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+def new_job_id() -> str:
+    return f"job_{uuid.uuid4().hex}"
+
+
+class SubmitBatcher:
+    def __init__(self, pool: asyncpg.Pool, link: SchedulerLink) -> None:
+        self.pool = pool
+        self.link = link
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._notices: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._flush_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def submit(self, submission: JobSubmission, job_id: str | None = None) -> Accepted:
+        job_id = job_id or submission.job_id or new_job_id()
+        pending = _Pending(submission, job_id, request_hash(submission, job_id))
+        await self._queue.put(pending)
+        return await pending.future
+
+    async def _flush_forever(self) -> None:
+        while True:
+            group = [await self._queue.get()]
+            while not self._queue.empty() and len(group) < MAX_GROUP:
+                group.append(self._queue.get_nowait())
+            try:
+                created = await self._commit(group)
+            except Exception as exc:
+                failure = classify_db_error(exc)
+                if isinstance(failure, DatabaseUnavailable):
+                    failure = ServiceUnavailable("the database is unreachable; retry shortly")
+                else:
+                    log.exception("submit group of %d failed", len(group))
+                for item in group:
+                    if not item.future.done():
+                        item.future.set_exception(failure)
+                continue
+            if created:
+                task = asyncio.create_task(self._notify(created))
+                self._notices.add(task)
+                task.add_done_callback(self._notices.discard)
+
+    async def _commit(self, group: list[_Pending]) -> list[tuple[_Pending, NewJob]]:
+        """One transaction for the whole group; resolves every future except those still to be notified."""
+        ids = {item.job_id for item in group}
+        deps = {dep for item in group for dep in item.submission.depends_on}
+        now = time.time()
+        async with self.pool.acquire() as conn, conn.transaction():
+            known = {r["job_id"]: r for r in await gateway.find_jobs(conn, sorted(ids | deps))}
+            rows: list[JobRow] = []
+            chosen: list[_Pending] = []
+            in_group: dict[str, _Pending] = {}
+            for item in group:
+                if item.job_id in known or item.job_id in in_group:
+                    continue  # resolved as a replay below
+                missing = [d for d in item.submission.depends_on if d not in known and d not in in_group]
+                if missing:
+                    item.future.set_exception(
+                        DependencyNotFound(
+                            f"depends_on: unknown job(s) {', '.join(missing)}",
+                            errors=[{"field": "depends_on", "message": f"unknown job(s): {', '.join(missing)}"}],
+                        )
+                    )
+                    continue
+                in_group[item.job_id] = item
+                status, error = _initial_status(item.submission, known, in_group, now)
+                rows.append(_row(item, status, error))
+                chosen.append(item)
+            inserted = {r["job_id"]: r for r in await gateway.insert_jobs(conn, rows)} if rows else {}
+            created = [(item, row) for item, row in zip(chosen, rows, strict=True) if item.job_id in inserted]
+            await gateway.insert_edges(
+                conn, [(item.job_id, dep) for item, _ in created for dep in item.submission.depends_on]
+            )
+            await gateway.insert_logs(conn, [log_row for item, row in created for log_row in _submit_logs(row, now)])
+            # Replays: identical body -> the existing job; different body -> conflict.
+            replays = [item for item in group if not item.future.done() and item.job_id not in inserted]
+            if replays:
+                existing = {r["job_id"]: r for r in await gateway.find_jobs(conn, [i.job_id for i in replays])}
+                for item in replays:
+                    record = existing.get(item.job_id)
+                    original = record["request_hash"] if record is not None else in_group[item.job_id].digest
+                    if original != item.digest:
+                        item.future.set_exception(
+                            IdempotencyConflict(
+                                f"job {item.job_id} already exists with a different body; "
+                                "use a new job_id or resend the original body"
+                            )
+                        )
+                    else:
+                        item.future.set_result(Accepted(item.job_id, created=False))
+        return [
+            (
+                item,
+                _new_job(item, row, inserted[item.job_id]["seq"], inserted[item.job_id]["created_at"]),
+            )
+            for item, row in created
+        ]
+
+    async def _notify(self, created: list[tuple[_Pending, NewJob]]) -> None:
+        """Tell the scheduler; answer each client with its place in line (or without, if it is away)."""
+        positions: dict[str, int] = {}
+        statuses: dict[str, str] = {}
+        try:
+            reply = await self.link.request(lambda rid: Submitted(rid, [job for _, job in created]))
+            positions, statuses = reply.positions, {k: v.value for k, v in reply.statuses.items()}
+        except ServiceUnavailable:
+            log.warning("scheduler unavailable; %d committed jobs wait for its rebuild", len(created))
+        for item, job in created:
+            if not item.future.done():
+                item.future.set_result(
+                    Accepted(
+                        job.job_id,
+                        created=True,
+                        status=statuses.get(job.job_id, job.status.value),
+                        created_at=job.created_at,
+                        position=positions.get(job.job_id),
+                    )
+                )
+
+
+def _initial_status(
+    submission: JobSubmission, known: dict[str, asyncpg.Record], in_group: dict[str, _Pending], now: float
+) -> tuple[Status, str | None]:
+    """Best knowledge at commit time; the scheduler corrects it if a dependency finishes meanwhile."""
+    waiting = False
+    for dep in submission.depends_on:
+        if dep in known:
+            status = known[dep]["status"]
+            if status in _FAILED:
+                return Status.UPSTREAM_FAILED, f"dependency {dep} {status}"
+            waiting = waiting or status != Status.SUCCEEDED.value
+        else:
+            waiting = True  # created earlier in this same group
+    if waiting:
+        return Status.BLOCKED, None
+    if submission.run_at is not None and submission.run_at.timestamp() > now:
+        return Status.SCHEDULED, None
+    return Status.PENDING, None
+
+
+_payload_json = msgspec.json.Encoder()
+
+
+def _row(item: _Pending, status: Status, error: str | None) -> JobRow:
+    s = item.submission
+    retry = s.retry_config
+    return JobRow(
+        job_id=item.job_id,
+        type=s.type,
+        priority=s.priority.value,
+        status=status.value,
+        payload=_payload_json.encode(s.payload).decode(),
+        cpu_units=s.resource_requirements.cpu_units,
+        memory_mb=s.resource_requirements.memory_mb,
+        depends_on=_payload_json.encode(s.depends_on).decode(),
+        timeout_seconds=s.timeout_seconds,
+        max_attempts=retry.max_attempts,
+        backoff_multiplier=retry.backoff_multiplier,
+        initial_delay_seconds=retry.initial_delay_seconds,
+        max_delay_seconds=retry.max_delay_seconds,
+        jitter=retry.jitter,
+        run_at=s.run_at.astimezone(UTC) if s.run_at is not None else None,
+        error=error,
+        request_hash=item.digest,
+    )
+
+
+def _new_job(item: _Pending, row: JobRow, seq: int, created_at: float) -> NewJob:
+    s = item.submission
+    return NewJob(
+        job_id=item.job_id,
+        seq=seq,
+        priority=s.priority.level,
+        cpu_units=row.cpu_units,
+        memory_mb=row.memory_mb,
+        depends_on=list(s.depends_on),
+        status=Status(row.status),
+        created_at=created_at,
+        run_at=s.run_at.timestamp() if s.run_at is not None else None,
+        timeout_seconds=s.timeout_seconds,
+        retry=s.retry_config.policy(),
+    )
+
+
+def _submit_logs(row: JobRow, now: float) -> list[LogRow]:
+    lines = [LogRow(row.job_id, None, now, "info", "submitted", f"submitted as {row.status}")]
+    if row.status == Status.UPSTREAM_FAILED.value:
+        lines.append(LogRow(row.job_id, None, now, "error", "upstream_failed", f"upstream_failed: {row.error}"))
+    elif row.status in (Status.BLOCKED.value, Status.SCHEDULED.value):
+        lines.append(LogRow(row.job_id, None, now, "info", row.status, f"{row.status} at submission"))
+    return lines
+
+
+def timestamp(value: datetime | float | None) -> str | None:
+    """ISO-8601 UTC with a Z, millisecond precision: the one timestamp format of the API."""
+    if value is None:
+        return None
+    if isinstance(value, float | int):
+        value = datetime.fromtimestamp(value, UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

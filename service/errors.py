@@ -1,0 +1,88 @@
+"""Typed errors of the service. Each class's docstring is its default message; the API turns them
+into RFC 9457 problem details in one place (`service.api.problems`)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class TaskqError(Exception):
+    """Something went wrong."""
+
+    status_code: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str | None = None, *, errors: list[dict[str, str]] | None = None) -> None:
+        self.detail = detail or (self.__doc__ or self.title).strip()
+        self.errors = errors or []
+        super().__init__(self.detail)
+
+
+class MalformedRequest(TaskqError):
+    """The request body is not valid JSON."""
+
+    status_code = 400
+    title = "Malformed request"
+
+
+class InvalidRequest(TaskqError):
+    """The request does not satisfy the job schema."""
+
+    status_code = 422
+    title = "Invalid request"
+
+    @classmethod
+    def field(cls, field: str, message: str) -> InvalidRequest:
+        return cls(f"{field}: {message}", errors=[{"field": field, "message": message}])
+
+
+class InvalidQuery(InvalidRequest):
+    """A query parameter is not valid."""
+
+    status_code = 400
+    title = "Invalid query parameter"
+
+
+class UnknownJobType(InvalidRequest):
+    """The job type is not registered."""
+
+
+class DependencyNotFound(InvalidRequest):
+    """A job named in depends_on does not exist."""
+
+
+class DependencyCycle(InvalidRequest):
+    """The dependencies form a cycle."""
+
+
+class ResourcesExceedCapacity(InvalidRequest):
+    """The job needs more resources than this node has."""
+
+
+class JobNotFound(TaskqError):
+    """No job has this id."""
+
+    status_code = 404
+    title = "Job not found"
+
+
+class IdempotencyConflict(TaskqError):
+    """A job with this id exists with a different body."""
+
+    status_code = 409
+    title = "Idempotency conflict"
+
+
+class JobNotCancellable(TaskqError):
+    """The job has already finished."""
+
+    status_code = 409
+    title = "Job not cancellable"
+
+
+class ServiceUnavailable(TaskqError):
+    """The service cannot take this request right now; retry shortly."""
+
+    status_code = 503
+    title = "Service unavailable"
+    retry_after_seconds = 1

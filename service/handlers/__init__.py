@@ -1,0 +1,70 @@
+"""The job handler registry: job type -> `async def handle(ctx, payload) -> result`.
+
+Handlers run inside a worker process, one process per attempt. Register one with the `job_type`
+decorator in any module and name that module in `TASKQ_HANDLERS`:
+
+    from service.handlers import JobContext, PermanentError, job_type
+
+    @job_type("resize_image")
+    async def resize(ctx: JobContext, payload: dict) -> dict:
+        ctx.log.info("resizing %s", payload["url"])
+        ...
+        return {"width": 640}
+
+Raise `PermanentError` for failures that retrying cannot fix; any other exception is retried.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+Handler = Callable[["JobContext", dict[str, Any]], Awaitable[Any]]
+
+_REGISTRY: dict[str, Handler] = {}
+
+
+class PermanentError(Exception):
+    """A failure that retrying cannot fix: the job fails at once, whatever attempts are left."""
+
+
+class UnknownHandlerModule(ImportError):
+    """A module named in TASKQ_HANDLERS could not be imported."""
+
+
+@dataclass(frozen=True)
+class JobContext:
+    job_id: str
+    attempt: int
+    log: logging.Logger  # lines land in GET /jobs/{job_id}/logs with event "log"
+
+
+def job_type(name: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        if name in _REGISTRY and _REGISTRY[name] is not handler:
+            raise ValueError(f"job type {name!r} is registered twice")
+        _REGISTRY[name] = handler
+        return handler
+
+    return register
+
+
+def load(modules: Iterable[str] = ()) -> None:
+    """Import the built-in handlers and the user's modules (their import registers their types)."""
+    importlib.import_module("service.handlers.builtin")
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise UnknownHandlerModule(f"cannot import handler module {module!r} (TASKQ_HANDLERS): {exc}") from exc
+
+
+def get(name: str) -> Handler | None:
+    return _REGISTRY.get(name)
+
+
+def known_types() -> list[str]:
+    return sorted(_REGISTRY)

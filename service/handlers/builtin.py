@@ -1,0 +1,67 @@
+"""Built-in job types: the ones the specification's scenarios name, simulated with `asyncio.sleep`.
+
+Payload knobs, shared by all of them:
+  duration_seconds  how long the job sleeps (default 0.05)
+  fail_times        fail the first N attempts with a transient error
+  busy_seconds      burn CPU in pure Python without awaiting (the timeout must still kill it)
+  ignore_sigterm    true: the worker ignores SIGTERM (the kill must escalate to SIGKILL)
+  exit_code         end the worker process abruptly with os._exit(code) mid-job (a crash)
+`invalid_operation` always raises a permanent error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any
+
+from service.handlers import JobContext, PermanentError, job_type
+
+SIMULATED_TYPES = (
+    "send_email",
+    "data_export",
+    "generate_report",
+    "report_generation",
+    "data_fetch",
+    "data_processing",
+    "analysis",
+    "report",
+    "notification",
+    "quick_task",
+    "external_api",
+    "processing",
+    "long_running",
+)
+
+
+class TransientError(RuntimeError):
+    """A simulated failure that a retry can cure."""
+
+
+async def simulate(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+    if payload.get("ignore_sigterm"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    fail_times = int(payload.get("fail_times", 0))
+    ctx.log.info("attempt %d of job %s starting", ctx.attempt, ctx.job_id)
+    busy = float(payload.get("busy_seconds", 0))
+    if busy > 0:
+        deadline = time.monotonic() + busy
+        while time.monotonic() < deadline:  # deliberately never yields to the event loop
+            pass
+    await asyncio.sleep(float(payload.get("duration_seconds", 0.05)))
+    if "exit_code" in payload:
+        os._exit(int(payload["exit_code"]))
+    if ctx.attempt <= fail_times:
+        raise TransientError(f"simulated transient failure {ctx.attempt} of {fail_times}")
+    return {"ok": True, "attempt": ctx.attempt, "worker_pid": os.getpid()}
+
+
+for _name in SIMULATED_TYPES:
+    job_type(_name)(simulate)
+
+
+@job_type("invalid_operation")
+async def invalid_operation(ctx: JobContext, payload: dict[str, Any]) -> None:
+    raise PermanentError(f"invalid operation: {payload.get('error', 'unsupported')}")

@@ -1,0 +1,37 @@
+"""The service's own logs: structured JSON, one line per event, on stderr."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, actor: str) -> None:
+        super().__init__()
+        self.actor = actor
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "actor": self.actor,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        job_id = getattr(record, "job_id", None)
+        if job_id is not None:
+            line["job_id"] = job_id
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def configure_logging(level: str, actor: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(actor))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

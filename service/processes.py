@@ -1,0 +1,30 @@
+"""Process plumbing shared by the actors: parent-death signals and signal dispositions.
+
+Every child of the tree asks the kernel to SIGKILL it when its parent dies (PR_SET_PDEATHSIG), so a
+`kill -9` of the root (or of the supervisor) never leaves orphaned actors or workers behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(expected_parent: int) -> None:
+    """SIGKILL this process when its parent exits; exit at once if the parent is already gone."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: best effort only
+        pass
+    if os.getppid() != expected_parent:
+        os._exit(0)
+
+
+def child_signal_dispositions() -> None:
+    """Children leave SIGINT to the root (a Ctrl-C reaches the whole foreground process group)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

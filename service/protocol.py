@@ -1,0 +1,171 @@
+"""Every message that crosses a process boundary, as msgspec Structs in tagged unions.
+
+Links (all length-prefixed msgpack frames, see `service.transport`):
+
+* api -> scheduler: `ApiHello`, `Submitted`, `CancelRequest`, `PositionQuery`; answered by `Reply`.
+* supervisor -> scheduler: `SupervisorHello`, `AttemptStarted`, `AttemptFinished`, `HandlerLog`.
+* scheduler -> supervisor: `RunJob`, `KillJob`, `Ack`.
+* supervisor <-> worker: `WorkerJob` down, `WorkerLog` and `WorkerResult` up.
+
+Times are seconds since the epoch (floats): the wire carries no datetime objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from service.model import Outcome, RetryPolicy, Status
+
+
+class Message(msgspec.Struct, tag=True, tag_field="kind"):
+    """Base of every tagged message: the class name travels as `kind`."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# api -> scheduler
+
+
+class ApiHello(Message):
+    pid: int
+
+
+class NewJob(msgspec.Struct, gc=False):
+    """What the scheduler needs of a job that was just committed (never the payload)."""
+
+    job_id: str
+    seq: int  # insertion order: FIFO within a priority
+    priority: int  # Priority.level
+    cpu_units: int
+    memory_mb: int
+    depends_on: list[str]
+    status: Status  # as committed: blocked, pending, scheduled or upstream_failed
+    created_at: float
+    run_at: float | None
+    timeout_seconds: float | None
+    retry: RetryPolicy
+
+
+class Submitted(Message):
+    request_id: int
+    jobs: list[NewJob]
+
+
+class CancelRequest(Message):
+    request_id: int
+    job_id: str
+
+
+class PositionQuery(Message):
+    request_id: int
+    job_ids: list[str]
+
+
+CancelVerdict = Literal["cancelled", "cancel_requested", "not_waiting"]
+
+
+class Reply(Message):
+    """The scheduler's answer to one request, sent only after its effects are committed."""
+
+    request_id: int
+    positions: dict[str, int] = {}
+    statuses: dict[str, Status] = {}
+    cancel: CancelVerdict | None = None
+    draining: bool = False
+
+
+ApiToScheduler = ApiHello | Submitted | CancelRequest | PositionQuery
+SchedulerToApi = Reply
+
+# --------------------------------------------------------------------------------------------------------------
+# supervisor <-> scheduler
+
+
+class AttemptRef(msgspec.Struct, frozen=True, gc=False):
+    job_id: str
+    attempt: int
+
+
+class SupervisorHello(Message):
+    """Sent on every (re)connect: which attempts this supervisor still runs, so the scheduler can reconcile."""
+
+    pid: int
+    running: list[AttemptRef]
+
+
+class AttemptStarted(Message):
+    job_id: str
+    attempt: int
+    pid: int
+    at: float
+
+
+class AttemptFinished(Message):
+    job_id: str
+    attempt: int
+    outcome: Outcome
+    at: float
+    error: str | None = None
+    result: Any = None
+    seq: int = 0  # the supervisor's outbox sequence number, echoed back in `Ack`
+
+
+class HandlerLog(Message):
+    job_id: str
+    attempt: int
+    level: str
+    message: str
+    at: float
+
+
+class RunJob(Message):
+    job_id: str
+    attempt: int
+    type: str
+    payload: dict[str, Any]
+    timeout_seconds: float | None
+    memory_mb: int
+
+
+class KillJob(Message):
+    job_id: str
+    attempt: int
+    outcome: Outcome  # cancelled, interrupted or timed_out: what the attempt will be recorded as
+
+
+class Ack(Message):
+    seqs: list[int]
+
+
+SupervisorToScheduler = SupervisorHello | AttemptStarted | AttemptFinished | HandlerLog
+SchedulerToSupervisor = RunJob | KillJob | Ack
+
+# --------------------------------------------------------------------------------------------------------------
+# supervisor <-> worker
+
+
+class WorkerJob(Message):
+    job_id: str
+    attempt: int
+    type: str
+    payload: dict[str, Any]
+
+
+class WorkerLog(Message):
+    level: str
+    message: str
+    at: float
+
+
+class WorkerResult(Message):
+    ok: bool
+    result: Any = None
+    error: str | None = None
+    permanent: bool = False
+
+
+WorkerToSupervisor = WorkerLog | WorkerResult
+
+# Everything the scheduler's socket can receive, from either kind of client.
+ToScheduler = ApiToScheduler | SupervisorToScheduler

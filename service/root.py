@@ -1,0 +1,181 @@
+"""The root supervisor: `taskq serve`. Starts the database (embedded or not), applies migrations, then
+starts, watches and restarts the actor processes, the way OTP's `supervisor` does (supervisor.erl):
+
+* child specs with a restart type and a shutdown grace, started in order, stopped in reverse order;
+* one_for_one: a child that dies is restarted alone;
+* restart intensity: more than `MAX_RESTARTS` restarts within `RESTART_WINDOW_SECONDS` stops the whole
+  service with an error, instead of crash-looping forever;
+* shutdown protocol: SIGTERM, wait the child's grace while watching the process itself, then SIGKILL.
+
+The root holds no job state. Its children are bound to it by PR_SET_PDEATHSIG, so a `kill -9` of the root
+takes the whole tree down; the next start recovers from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.process
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.embedded_pg import EmbeddedPostgres
+from service.settings import Settings
+from service.store.migrations import migrate
+
+log = logging.getLogger("taskq.root")
+
+MAX_RESTARTS = 5
+RESTART_WINDOW_SECONDS = 30.0
+
+
+class RestartIntensityExceeded(RuntimeError):
+    """A child kept dying: the service stops rather than crash-loop."""
+
+
+@dataclass
+class ChildSpec:
+    name: str
+    target: Callable[..., None]
+    args: tuple[Any, ...]
+    shutdown_grace: float
+    process: multiprocessing.process.BaseProcess | None = None
+    restarts: deque[float] = field(default_factory=deque)
+
+
+class RootSupervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.context = multiprocessing.get_context("spawn")
+        self.children: list[ChildSpec] = []
+        self.stop_signals = 0
+        self._wake_r, self._wake_w = socket.socketpair()
+        self.embedded: EmbeddedPostgres | None = None
+        self.runtime_dir = ""
+
+    def serve(self) -> int:
+        for sock in (self._wake_r, self._wake_w):
+            sock.setblocking(False)
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            url = self._database()
+            if self.stop_signals:
+                return 0
+            migrate(url)
+            self.runtime_dir = tempfile.mkdtemp(prefix="taskq-")
+            self._start_children(url)
+            self._watch()
+            return 0
+        except RestartIntensityExceeded as exc:
+            log.error("%s", exc)
+            return 1
+        finally:
+            self._stop_children()
+            if self.embedded is not None:
+                self.embedded.stop()
+            if self.runtime_dir:
+                shutil.rmtree(self.runtime_dir, ignore_errors=True)
+            log.info("stopped")
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stop_signals += 1
+
+    def _database(self) -> str:
+        if self.settings.database_url:
+            return self.settings.database_url
+        self.embedded = EmbeddedPostgres(self.settings.data_dir)
+        url = self.embedded.start()
+        log.info("embedded PostgreSQL running in %s", self.embedded.pgdata)
+        return url
+
+    def _start_children(self, url: str) -> None:
+        from service.api import server
+        from service.scheduler import actor as scheduler
+        from service.supervisor import actor as supervisor
+
+        sock = os.path.join(self.runtime_dir, "scheduler.sock")
+        me = os.getpid()
+        grace = self.settings.kill_grace_seconds
+        self.children = [
+            ChildSpec("scheduler", scheduler.main, (self.settings, sock, url, me), 10.0),
+            ChildSpec("supervisor", supervisor.main, (self.settings, sock, me), grace + 5.0),
+            ChildSpec("api", server.main, (self.settings, url, sock, me), 8.0),
+        ]
+        for child in self.children:
+            self._start(child)
+        log.info(
+            "taskq serving on http://%s:%d (pids: %s)",
+            self.settings.host,
+            self.settings.port,
+            ", ".join(f"{c.name}={c.process.pid if c.process else '?'}" for c in self.children),
+        )
+
+    def _start(self, child: ChildSpec) -> None:
+        process = self.context.Process(target=child.target, args=child.args, name=f"taskq-{child.name}")
+        process.start()
+        child.process = process
+
+    def _watch(self) -> None:
+        while not self.stop_signals:
+            sentinels = {c.process.sentinel: c for c in self.children if c.process is not None}
+            ready = multiprocessing.connection.wait([*sentinels, self._wake_r], timeout=5.0)
+            for item in ready:
+                if item is self._wake_r:
+                    self._drain_wakeups()
+                    continue
+                if self.stop_signals:
+                    break
+                assert isinstance(item, int)
+                self._restart(sentinels[item])
+
+    def _restart(self, child: ChildSpec) -> None:
+        assert child.process is not None
+        child.process.join(0)
+        log.warning("%s (pid %s) exited with %s; restarting", child.name, child.process.pid, child.process.exitcode)
+        now = time.monotonic()
+        child.restarts.append(now)
+        while child.restarts and child.restarts[0] < now - RESTART_WINDOW_SECONDS:
+            child.restarts.popleft()
+        if len(child.restarts) > MAX_RESTARTS:
+            raise RestartIntensityExceeded(
+                f"{child.name} restarted {len(child.restarts)} times within {RESTART_WINDOW_SECONDS:.0f}s; "
+                "stopping the service"
+            )
+        self._start(child)
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _stop_children(self) -> None:
+        for child in reversed(self.children):
+            process = child.process
+            if process is None or not process.is_alive():
+                continue
+            process.terminate()
+            process.join(child.shutdown_grace)
+            if process.is_alive():
+                log.warning("%s did not stop within %.0fs; killing it", child.name, child.shutdown_grace)
+                process.kill()
+                process.join(5)
+
+
+def serve(settings: Settings) -> int:
+    from service.logs import configure_logging
+
+    configure_logging(settings.log_level, "root")
+    return RootSupervisor(settings).serve()

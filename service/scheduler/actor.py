@@ -1,0 +1,362 @@
+"""The scheduler actor: a thin asyncio loop around `SchedulerCore`.
+
+Each turn it takes every message that has arrived (submissions, cancels, worker reports), feeds them to
+the core with the current time, lets the core dispatch, and then carries out the effects in order:
+
+1. one transaction with every state change of the turn (transitions, attempt rows, log lines);
+2. only after the commit: `RunJob`/`KillJob` to the supervisor, replies to the API, acks of reports.
+
+So nothing is dispatched that is not durably `running`, and no client hears of a change that could
+still be lost. If a write fails the actor exits and the root restarts it: the new one rebuilds its whole
+state from PostgreSQL, which is always the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from service.model import Priority, Resources, RetryPolicy, Status
+from service.processes import die_with_parent
+from service.protocol import (
+    Ack,
+    ApiHello,
+    AttemptFinished,
+    AttemptStarted,
+    CancelRequest,
+    HandlerLog,
+    KillJob,
+    NewJob,
+    PositionQuery,
+    Reply,
+    RunJob,
+    Submitted,
+    SupervisorHello,
+    ToScheduler,
+)
+from service.scheduler.core import Effects, Restored, SchedulerCore, Transition
+from service.settings import Settings
+from service.store import gateway
+from service.store.gateway import LogRow, TransitionRow
+from service.transport import AsyncChannel, ChannelClosed
+
+log = logging.getLogger("taskq.scheduler")
+
+_json_decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+class Disconnected(msgspec.Struct):
+    """Internal marker: a client's connection ended."""
+
+
+@dataclass(eq=False)
+class Client:
+    channel: AsyncChannel[ToScheduler]
+    role: str = "unknown"
+
+
+@dataclass
+class Turn:
+    """What one turn must do after its commit, besides the core's effects."""
+
+    replies: list[tuple[Client, Reply]] = field(default_factory=list)
+    position_requests: list[tuple[Client, int, list[str]]] = field(default_factory=list)
+    acks: list[int] = field(default_factory=list)
+    logs: list[LogRow] = field(default_factory=list)
+    pids: list[tuple[str, int, int]] = field(default_factory=list)
+
+
+class SchedulerActor:
+    def __init__(self, settings: Settings, socket_path: str, database_url: str) -> None:
+        self.settings = settings
+        self.socket_path = socket_path
+        self.database_url = database_url
+        self.core = SchedulerCore(Resources(settings.cpu_units, settings.memory_mb), settings.aging_interval_seconds)
+        # (None, None) is the wake-up put by the SIGTERM handler.
+        self.inbox: asyncio.Queue[tuple[Client | None, ToScheduler | Disconnected | None]] = asyncio.Queue()
+        self.supervisor: Client | None = None
+        self.stopping = False
+
+    async def run(self) -> None:
+        self.pool = await _connect_with_backoff(self.database_url)
+        await self._rebuild()
+        server = await asyncio.start_unix_server(self._serve_client, path=self.socket_path, limit=1 << 26)
+        log.info("scheduler ready: %d live jobs, %s in use", len(self.core.jobs), self.core.used)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop)
+        try:
+            while not self.stopping:
+                await self._turn()
+        finally:
+            server.close()
+            await self.pool.close()
+
+    def _stop(self) -> None:
+        self.stopping = True
+        self.inbox.put_nowait((None, None))
+
+    # ------------------------------------------------------------------------------------------- clients
+
+    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        client = Client(AsyncChannel(reader, writer, ToScheduler))
+        try:
+            while True:
+                message = await client.channel.receive()
+                await self.inbox.put((client, message))
+        except ChannelClosed:
+            await self.inbox.put((client, Disconnected()))
+        except msgspec.DecodeError:
+            log.exception("undecodable frame from a %s client; dropping the connection", client.role)
+            client.channel.close()
+            await self.inbox.put((client, Disconnected()))
+        except asyncio.CancelledError:
+            client.channel.close()  # the actor is stopping: end quietly, the peer reconnects to the next one
+
+    # ----------------------------------------------------------------------------------------------- turn
+
+    async def _turn(self) -> None:
+        wakeup = self.core.next_wakeup()
+        timeout = None if wakeup is None else max(0.0, wakeup - time.time())
+        batch: list[tuple[Client | None, ToScheduler | Disconnected | None]] = []
+        get = asyncio.ensure_future(self.inbox.get())
+        done, _ = await asyncio.wait({get}, timeout=timeout)
+        if get in done:
+            batch.append(get.result())
+        else:
+            get.cancel()  # a cancelled Queue.get never takes an item
+        while not self.inbox.empty():
+            batch.append(self.inbox.get_nowait())
+        now = time.time()
+        turn = Turn()
+        dep_status = await self._statuses_of_unknown_deps(batch)
+        for client, message in batch:
+            if client is not None and message is not None:
+                self._handle(client, message, dep_status, turn, now)
+        self.core.tick(now)
+        effects = self.core.take_effects()
+        for client, request_id, job_ids in turn.position_requests:
+            turn.replies.append(
+                (client, Reply(request_id, positions=self._positions(job_ids), statuses=self._statuses(job_ids)))
+            )
+        starts = await self._commit(effects, turn)
+        self._deliver(effects, starts, turn)
+
+    def _handle(
+        self,
+        client: Client,
+        message: ToScheduler | Disconnected,
+        dep_status: dict[str, str],
+        turn: Turn,
+        now: float,
+    ) -> None:
+        match message:
+            case Submitted(request_id=request_id, jobs=jobs):
+                for job in jobs:
+                    self.core.admit(job, dep_status, now)
+                turn.position_requests.append((client, request_id, [job.job_id for job in jobs]))
+            case AttemptFinished():
+                accepted = self.core.attempt_finished(
+                    message.job_id, message.attempt, message.outcome, message.error, message.result, now
+                )
+                if not accepted:
+                    log.warning("rejected a stale report for %s attempt %d", message.job_id, message.attempt)
+                turn.acks.append(message.seq)
+            case AttemptStarted(job_id=job_id, attempt=attempt, pid=pid, at=at):
+                if self.core.attempt_started(job_id, attempt):
+                    turn.pids.append((job_id, attempt, pid))
+                    turn.logs.append(
+                        LogRow(job_id, attempt, at, "info", "started", f"attempt {attempt} started on pid {pid}")
+                    )
+            case HandlerLog():
+                turn.logs.append(
+                    LogRow(message.job_id, message.attempt, message.at, message.level, "log", message.message)
+                )
+            case CancelRequest(request_id=request_id, job_id=job_id):
+                verdict = self.core.cancel(job_id, now)
+                turn.replies.append((client, Reply(request_id, cancel=verdict)))
+            case PositionQuery(request_id=request_id, job_ids=job_ids):
+                turn.position_requests.append((client, request_id, job_ids))
+            case SupervisorHello(running=running):
+                client.role = "supervisor"
+                self.supervisor = client
+                self.core.supervisor_ready_with([(ref.job_id, ref.attempt) for ref in running], now)
+                log.info("supervisor %d connected with %d running attempts", message.pid, len(running))
+            case ApiHello():
+                client.role = "api"
+            case Disconnected():
+                if client is self.supervisor:
+                    self.supervisor = None
+                    self.core.supervisor_lost()
+                    log.warning("supervisor disconnected; dispatch paused")
+
+    def _positions(self, job_ids: list[str]) -> dict[str, int]:
+        positions = {}
+        for job_id in job_ids:
+            position = self.core.position(job_id)
+            if position is not None:
+                positions[job_id] = position
+        return positions
+
+    def _statuses(self, job_ids: list[str]) -> dict[str, Status]:
+        return {job_id: job.status for job_id in job_ids if (job := self.core.jobs.get(job_id)) is not None}
+
+    async def _statuses_of_unknown_deps(
+        self, batch: list[tuple[Client | None, ToScheduler | Disconnected | None]]
+    ) -> dict[str, str]:
+        unknown = {
+            dep
+            for _, message in batch
+            if isinstance(message, Submitted)
+            for job in message.jobs
+            for dep in job.depends_on
+            if dep not in self.core.jobs
+        }
+        return await gateway.job_statuses(self.pool, sorted(unknown)) if unknown else {}
+
+    # --------------------------------------------------------------------------------------------- effects
+
+    async def _commit(self, effects: Effects, turn: Turn) -> list[asyncpg.Record]:
+        """Every state change of the turn in one transaction. Raises (and so restarts the actor) on failure."""
+        logs = turn.logs + [_log_line(t) for t in effects.transitions]
+        if not (effects or logs or turn.pids):
+            return []
+        last: dict[str, Transition] = {}
+        for transition in effects.transitions:
+            last[transition.job_id] = transition  # several changes of one job in a turn: the last one stands
+        rows = [
+            TransitionRow(
+                t.job_id,
+                t.status.value,
+                t.at,
+                error=t.error,
+                result=gateway.json_text(t.result) if t.status is Status.SUCCEEDED else None,
+                next_run_at=t.next_run_at,
+            )
+            for t in last.values()
+        ]
+        async with self.pool.acquire() as conn, conn.transaction():
+            await gateway.close_attempts(
+                conn, [(c.job_id, c.attempt, c.at, c.outcome.value, c.error) for c in effects.closes]
+            )
+            await gateway.transition_jobs(conn, rows)
+            starts = await gateway.start_attempts(conn, [(s.job_id, s.attempt, s.at) for s in effects.starts])
+            await gateway.set_attempt_pids(conn, turn.pids)
+            await gateway.insert_logs(conn, logs)
+        return starts
+
+    def _deliver(self, effects: Effects, starts: list[asyncpg.Record], turn: Turn) -> None:
+        supervisor = self.supervisor
+        if supervisor is not None:
+            by_id = {s.job_id: s for s in effects.starts}
+            try:
+                for record in starts:
+                    start = by_id[record["job_id"]]
+                    supervisor.channel.send(
+                        RunJob(
+                            start.job_id,
+                            start.attempt,
+                            record["type"],
+                            _json_decode(record["payload"]),
+                            start.timeout_seconds,
+                            start.memory_mb,
+                        )
+                    )
+                for kill in effects.kills:
+                    supervisor.channel.send(KillJob(kill.job_id, kill.attempt, kill.outcome))
+                if turn.acks:
+                    supervisor.channel.send(Ack(turn.acks))
+            except ChannelClosed:
+                # The Hello of its next connection reconciles what it did not receive.
+                log.warning("supervisor link closed while dispatching")
+        for client, reply in turn.replies:
+            with contextlib.suppress(ChannelClosed):
+                client.channel.send(reply)
+
+    # --------------------------------------------------------------------------------------------- rebuild
+
+    async def _rebuild(self) -> None:
+        rows = await gateway.load_live_jobs(self.pool)
+        live = {row["job_id"] for row in rows}
+        outside = sorted({dep for row in rows for dep in row["depends_on"] if dep not in live})
+        dep_status = await gateway.job_statuses(self.pool, outside)
+        now = time.time()
+        self.core.restore_all([restored_from_row(row) for row in rows], dep_status, now)
+        effects = self.core.take_effects()
+        await self._commit(effects, Turn())
+
+
+def restored_from_row(row: asyncpg.Record) -> Restored:
+    job = NewJob(
+        job_id=row["job_id"],
+        seq=row["seq"],
+        priority=Priority(row["priority"]).level,
+        cpu_units=row["cpu_units"],
+        memory_mb=row["memory_mb"],
+        depends_on=list(row["depends_on"]),
+        status=Status(row["status"]),
+        created_at=row["created_at"],
+        run_at=row["run_at"],
+        timeout_seconds=row["timeout_seconds"],
+        retry=RetryPolicy(
+            max_attempts=row["max_attempts"],
+            backoff_multiplier=row["backoff_multiplier"],
+            initial_delay_seconds=row["initial_delay_seconds"],
+            max_delay_seconds=row["max_delay_seconds"],
+            jitter=row["jitter"],
+        ),
+    )
+    return Restored(job, row["attempt_count"], row["ready_at"], row["next_run_at"], row["started_at"])
+
+
+_EVENT_MESSAGES = {
+    "blocked": "waiting for dependencies",
+    "ready": "ready to run",
+    "scheduled": "waiting until its run_at time",
+    "succeeded": "succeeded",
+    "cancelled": "cancelled",
+    "interrupted": "interrupted by shutdown; back in the queue",
+}
+
+
+def _log_line(t: Transition) -> LogRow:
+    if t.event == "retry_scheduled" and t.data is not None:
+        message = f"retry in {t.data['delay_seconds']}s after {t.data['outcome']}: {t.error}"
+    elif t.error:
+        message = f"{t.event}: {t.error}"
+    else:
+        message = _EVENT_MESSAGES.get(t.event, t.event)
+    level = "error" if t.status in (Status.FAILED, Status.UPSTREAM_FAILED) else "info"
+    data = gateway.json_text(t.data) if t.data else None
+    return LogRow(t.job_id, t.attempt, t.at, level, t.event, message, data)
+
+
+async def _connect_with_backoff(url: str) -> asyncpg.Pool:
+    delay = 0.1
+    while True:
+        try:
+            return await gateway.connect_pool(url, min_size=1, max_size=2)
+        except Exception as exc:  # the database may be starting or restarting: wait for it
+            log.warning("database not reachable (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def main(settings: Settings, socket_path: str, database_url: str, parent_pid: int) -> None:
+    """Process entry point (spawned by the root supervisor)."""
+    from service.logs import configure_logging
+
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_logging(settings.log_level, "scheduler")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(socket_path)
+    asyncio.run(SchedulerActor(settings, socket_path, database_url).run())

@@ -1,0 +1,169 @@
+"""Settings from `TASKQ_*` environment variables, validated once at start with one phrasing of error.
+
+Each setting is declared once in `SETTINGS` with its default and a one-line description; the README's
+configuration table is checked against this list by a test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+
+class SettingsError(ValueError):
+    """A TASKQ_* variable holds a value the service cannot use."""
+
+
+class Settings(msgspec.Struct, frozen=True):
+    database_url: str | None
+    data_dir: str
+    host: str
+    port: int
+    cpu_units: int
+    memory_mb: int
+    shutdown_grace_seconds: float
+    handlers: tuple[str, ...]
+    aging_interval_seconds: float
+    kill_grace_seconds: float
+    spare_workers: int
+    max_body_bytes: int
+    log_level: str
+
+
+@dataclass(frozen=True)
+class Setting:
+    field: str
+    default: str
+    description: str
+    parse: Callable[[str], Any]
+    rule: str
+
+    @property
+    def env(self) -> str:
+        return "TASKQ_" + self.field.upper()
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw.strip())
+        if not low <= value <= high:
+            raise ValueError
+        return value
+
+    return parse
+
+
+def _number(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw.strip())
+        if not low <= value <= high:  # also rejects NaN
+            raise ValueError
+        return value
+
+    return parse
+
+
+def _optional_text(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _text(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError
+    return raw.strip()
+
+
+def _modules(raw: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if any(not all(piece.isidentifier() for piece in name.split(".")) for name in names):
+        raise ValueError
+    return names
+
+
+def _level(raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError
+    return value
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "database_url",
+        "",
+        "PostgreSQL URL; unset starts an embedded PostgreSQL in TASKQ_DATA_DIR",
+        _optional_text,
+        "a postgres:// URL",
+    ),
+    Setting("data_dir", "./.data", "where the embedded PostgreSQL keeps its files", _text, "a directory path"),
+    Setting("host", "127.0.0.1", "address the HTTP API listens on", _text, "a host name or address"),
+    Setting("port", "8000", "port the HTTP API listens on", _integer(1, 65535), "an integer 1-65535"),
+    Setting("cpu_units", "8", "CPU units this node offers to jobs", _integer(1, 1_000_000), "an integer 1-1000000"),
+    Setting(
+        "memory_mb",
+        "4096",
+        "memory in MB this node offers to jobs",
+        _integer(1, 1 << 40),
+        "an integer 1-1099511627776",
+    ),
+    Setting(
+        "shutdown_grace_seconds",
+        "30",
+        "how long running jobs may finish after SIGTERM",
+        _number(0, 86_400),
+        "a number 0-86400",
+    ),
+    Setting(
+        "handlers",
+        "",
+        "comma-separated modules that register your own job types",
+        _modules,
+        "comma-separated Python module names",
+    ),
+    Setting(
+        "aging_interval_seconds",
+        "60",
+        "waiting time that raises a job's effective priority by one level",
+        _number(0.001, 86_400 * 365),
+        "a number 0.001-31536000",
+    ),
+    Setting(
+        "kill_grace_seconds",
+        "2",
+        "time between SIGTERM and SIGKILL when a worker is stopped",
+        _number(0, 600),
+        "a number 0-600",
+    ),
+    Setting(
+        "spare_workers",
+        "1",
+        "pre-forked idle workers kept ready so a start costs no fork",
+        _integer(0, 64),
+        "an integer 0-64",
+    ),
+    Setting(
+        "max_body_bytes",
+        "1048576",
+        "largest request body the API accepts",
+        _integer(1024, 1 << 30),
+        "an integer 1024-1073741824",
+    ),
+    Setting("log_level", "INFO", "DEBUG, INFO, WARNING or ERROR", _level, "one of DEBUG, INFO, WARNING, ERROR"),
+)
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting, raising `SettingsError` naming the first bad variable."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = env.get(setting.env, setting.default)
+        try:
+            values[setting.field] = setting.parse(raw)
+        except ValueError:
+            raise SettingsError(f"expected {setting.env} to be {setting.rule}, got {raw!r}") from None
+    return Settings(**values)

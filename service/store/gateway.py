@@ -1,0 +1,201 @@
+"""One Python function per named query in `queries.sql`; no SQL string lives anywhere else.
+
+Bulk functions take lists of rows and turn them into one array per column, so a burst of work is one
+statement. Connection handling (pools, transactions) belongs to the callers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from service.store.errors import classify_db_error
+
+_QUERIES_FILE = Path(__file__).with_name("queries.sql")
+
+
+def _load(path: Path) -> dict[str, str]:
+    blocks = re.split(r"^-- name: (\w+)\s*$", path.read_text(), flags=re.MULTILINE)
+    return {name: body.strip() for name, body in zip(blocks[1::2], blocks[2::2], strict=True)}
+
+
+Q = _load(_QUERIES_FILE)
+
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+Executor = Connection | asyncpg.Pool
+
+_json = msgspec.json.Encoder(order="sorted")
+
+
+def json_text(value: Any) -> str | None:
+    return None if value is None else _json.encode(value).decode()
+
+
+async def connect_pool(url: str, *, min_size: int = 1, max_size: int = 10, custom_plans: bool = False) -> asyncpg.Pool:
+    """A pool whose connections speak jsonb as text; raises the store's typed errors."""
+
+    async def init(conn: asyncpg.Connection) -> None:
+        if custom_plans:
+            await conn.execute("SET plan_cache_mode = force_custom_plan")
+
+    try:
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=init)
+    except Exception as exc:
+        raise classify_db_error(exc) from exc
+    assert pool is not None
+    return pool
+
+
+# ----------------------------------------------------------------------------------------------- submit path
+
+
+async def find_jobs(db: Executor, job_ids: Sequence[str]) -> list[asyncpg.Record]:
+    return list(await db.fetch(Q["find_jobs"], list(job_ids)))
+
+
+class JobRow(msgspec.Struct, gc=False):
+    """One row for `insert_jobs`, in column order."""
+
+    job_id: str
+    type: str
+    priority: str
+    status: str
+    payload: str  # JSON text
+    cpu_units: int
+    memory_mb: int
+    depends_on: str  # JSON array text
+    timeout_seconds: float | None
+    max_attempts: int
+    backoff_multiplier: float
+    initial_delay_seconds: float
+    max_delay_seconds: float
+    jitter: float
+    run_at: datetime | None
+    error: str | None
+    request_hash: bytes
+
+
+_JOB_ROW_FIELDS = JobRow.__struct_fields__
+
+
+async def insert_jobs(db: Executor, rows: Sequence[JobRow]) -> list[asyncpg.Record]:
+    columns = [[getattr(row, name) for row in rows] for name in _JOB_ROW_FIELDS]
+    return list(await db.fetch(Q["insert_jobs"], *columns))
+
+
+async def insert_edges(db: Executor, edges: Iterable[tuple[str, str]]) -> None:
+    pairs = list(edges)
+    if pairs:
+        await db.execute(Q["insert_edges"], [c for c, _ in pairs], [p for _, p in pairs])
+
+
+class LogRow(msgspec.Struct, gc=False):
+    job_id: str
+    attempt: int | None
+    at: float
+    level: str
+    event: str
+    message: str
+    data: str | None = None  # JSON text
+
+
+async def insert_logs(db: Executor, rows: Sequence[LogRow]) -> None:
+    if rows:
+        await db.execute(
+            Q["insert_logs"],
+            [r.job_id for r in rows],
+            [r.attempt for r in rows],
+            [r.at for r in rows],
+            [r.level for r in rows],
+            [r.event for r in rows],
+            [r.message for r in rows],
+            [r.data for r in rows],
+        )
+
+
+# ------------------------------------------------------------------------------------------------ read path
+
+
+async def get_job(db: Executor, job_id: str) -> asyncpg.Record | None:
+    record: asyncpg.Record | None = await db.fetchrow(Q["get_job"], job_id)
+    return record
+
+
+async def list_jobs(
+    db: Executor,
+    *,
+    status: str | None,
+    type: str | None,
+    priority: str | None,
+    before_seq: int | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    return list(await db.fetch(Q["list_jobs"], status, type, priority, before_seq, limit))
+
+
+async def get_logs(db: Executor, job_id: str, *, after_id: int, limit: int) -> list[asyncpg.Record]:
+    return list(await db.fetch(Q["get_logs"], job_id, after_id, limit))
+
+
+async def count_by_status(db: Executor) -> dict[str, int]:
+    return {r["status"]: r["n"] for r in await db.fetch(Q["count_by_status"])}
+
+
+# ------------------------------------------------------------------------------------------- scheduler path
+
+
+async def load_live_jobs(db: Executor) -> list[asyncpg.Record]:
+    return list(await db.fetch(Q["load_live_jobs"]))
+
+
+async def job_statuses(db: Executor, job_ids: Sequence[str]) -> dict[str, str]:
+    if not job_ids:
+        return {}
+    return {r["job_id"]: r["status"] for r in await db.fetch(Q["job_statuses"], list(job_ids))}
+
+
+async def start_attempts(db: Executor, starts: Sequence[tuple[str, int, float]]) -> list[asyncpg.Record]:
+    """Marks jobs running, opens their attempt rows, returns (job_id, type, payload) for the workers."""
+    if not starts:
+        return []
+    ids, attempts, ats = [s[0] for s in starts], [s[1] for s in starts], [s[2] for s in starts]
+    await db.execute(Q["open_attempts"], ids, attempts, ats)
+    return list(await db.fetch(Q["start_attempts"], ids, attempts, ats))
+
+
+async def close_attempts(db: Executor, rows: Sequence[tuple[str, int, float, str, str | None]]) -> None:
+    if rows:
+        await db.execute(Q["close_attempts"], *(list(column) for column in zip(*rows, strict=True)))
+
+
+async def set_attempt_pids(db: Executor, rows: Sequence[tuple[str, int, int]]) -> None:
+    if rows:
+        await db.execute(Q["set_attempt_pids"], *(list(column) for column in zip(*rows, strict=True)))
+
+
+class TransitionRow(msgspec.Struct, gc=False):
+    job_id: str
+    status: str
+    at: float
+    error: str | None = None
+    result: str | None = None  # JSON text
+    next_run_at: float | None = None
+    attempt_count: int | None = None
+
+
+async def transition_jobs(db: Executor, rows: Sequence[TransitionRow]) -> None:
+    if rows:
+        columns = [[getattr(row, name) for row in rows] for name in TransitionRow.__struct_fields__]
+        await db.execute(Q["transition_jobs"], *columns)
+
+
+async def running_resources(db: Executor) -> tuple[int, int]:
+    record = await db.fetchrow(Q["running_resources"])
+    assert record is not None
+    return int(record["cpu_units"]), int(record["memory_mb"])

@@ -1,0 +1,139 @@
+-- Every SQL statement of the service. One block per query, loaded once by service/store/gateway.py.
+-- Bulk statements take one array per column and unnest them: one round trip per burst, not per job.
+
+-- name: find_jobs
+-- Idempotency and dependency checks at submit: what already exists among these ids.
+SELECT job_id, status::text AS status, request_hash
+FROM jobs
+WHERE job_id = ANY($1::text[]);
+
+-- name: insert_jobs
+INSERT INTO jobs (
+    job_id, type, priority, status, payload, cpu_units, memory_mb, depends_on, timeout_seconds,
+    max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
+    run_at, next_run_at, ready_at, finished_at, error, request_hash, created_at, updated_at
+)
+SELECT j.job_id, j.type, j.priority::job_priority, j.status::job_status, j.payload::jsonb,
+       j.cpu_units, j.memory_mb, ARRAY(SELECT jsonb_array_elements_text(j.depends_on::jsonb)),
+       j.timeout_seconds, j.max_attempts, j.backoff_multiplier, j.initial_delay_seconds,
+       j.max_delay_seconds, j.jitter, j.run_at,
+       CASE WHEN j.status = 'scheduled' THEN j.run_at END,
+       CASE WHEN j.status = 'pending' THEN now() END,
+       CASE WHEN j.status = 'upstream_failed' THEN now() END,
+       j.error, j.request_hash, now(), now()
+FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[],
+    $9::float8[], $10::int[], $11::float8[], $12::float8[], $13::float8[], $14::float8[],
+    $15::timestamptz[], $16::text[], $17::bytea[]
+) WITH ORDINALITY AS j(job_id, type, priority, status, payload, cpu_units, memory_mb, depends_on,
+       timeout_seconds, max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
+       run_at, error, request_hash, ord)
+ORDER BY j.ord
+ON CONFLICT (job_id) DO NOTHING
+RETURNING job_id, seq, extract(epoch FROM created_at)::float8 AS created_at;
+
+-- name: insert_edges
+INSERT INTO job_dependencies (job_id, depends_on)
+SELECT * FROM unnest($1::text[], $2::text[])
+ON CONFLICT DO NOTHING;
+
+-- name: insert_logs
+INSERT INTO job_logs (job_id, attempt, at, level, event, message, data)
+SELECT l.job_id, l.attempt, to_timestamp(l.at), l.level, l.event, l.message, l.data::jsonb
+FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[], $5::text[], $6::text[], $7::text[])
+     AS l(job_id, attempt, at, level, event, message, data);
+
+-- name: get_job
+SELECT j.*, (
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'attempt', a.attempt, 'started_at', a.started_at, 'finished_at', a.finished_at,
+        'outcome', a.outcome, 'error', a.error, 'worker_pid', a.worker_pid) ORDER BY a.attempt), '[]'::jsonb)
+    FROM attempts a WHERE a.job_id = j.job_id
+) AS attempts
+FROM jobs j
+WHERE j.job_id = $1;
+
+-- name: list_jobs
+-- Keyset pagination, newest first. The API pool plans every execution for its actual parameters
+-- (plan_cache_mode = force_custom_plan), so a NULL filter folds away and the matching
+-- (status|type|priority, seq) index is used.
+SELECT j.*, '[]'::jsonb AS attempts
+FROM jobs j
+WHERE ($1::job_status IS NULL OR j.status = $1::job_status)
+  AND ($2::text IS NULL OR j.type = $2::text)
+  AND ($3::job_priority IS NULL OR j.priority = $3::job_priority)
+  AND ($4::bigint IS NULL OR j.seq < $4::bigint)
+ORDER BY j.seq DESC
+LIMIT $5;
+
+-- name: get_logs
+SELECT id, extract(epoch FROM at)::float8 AS at, attempt, level, event, message, data::text AS data
+FROM job_logs
+WHERE job_id = $1 AND id > $2
+ORDER BY id
+LIMIT $3;
+
+-- name: count_by_status
+SELECT status::text AS status, count(*) AS n FROM jobs GROUP BY status;
+
+-- name: load_live_jobs
+-- The scheduler's whole state at start-up: every job that is not terminal (jobs_live_idx).
+SELECT job_id, seq, priority::text AS priority, status::text AS status, cpu_units, memory_mb, depends_on,
+       timeout_seconds, max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
+       attempt_count,
+       extract(epoch FROM created_at)::float8 AS created_at,
+       extract(epoch FROM run_at)::float8 AS run_at,
+       extract(epoch FROM next_run_at)::float8 AS next_run_at,
+       extract(epoch FROM ready_at)::float8 AS ready_at,
+       extract(epoch FROM started_at)::float8 AS started_at
+FROM jobs
+WHERE status IN ('blocked', 'pending', 'scheduled', 'running')
+ORDER BY seq;
+
+-- name: job_statuses
+SELECT job_id, status::text AS status FROM jobs WHERE job_id = ANY($1::text[]);
+
+-- name: start_attempts
+-- Marks jobs running and hands back what the worker needs, in the same round trip.
+UPDATE jobs j
+SET status = 'running', attempt_count = s.attempt, started_at = to_timestamp(s.at),
+    updated_at = to_timestamp(s.at), next_run_at = NULL, error = NULL
+FROM unnest($1::text[], $2::int[], $3::float8[]) AS s(job_id, attempt, at)
+WHERE j.job_id = s.job_id
+RETURNING j.job_id, j.type, j.payload::text AS payload;
+
+-- name: open_attempts
+INSERT INTO attempts (job_id, attempt, started_at)
+SELECT job_id, attempt, to_timestamp(at)
+FROM unnest($1::text[], $2::int[], $3::float8[]) AS s(job_id, attempt, at);
+
+-- name: close_attempts
+UPDATE attempts a
+SET finished_at = to_timestamp(s.at), outcome = s.outcome::attempt_outcome, error = s.error
+FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[], $5::text[]) AS s(job_id, attempt, at, outcome, error)
+WHERE a.job_id = s.job_id AND a.attempt = s.attempt AND a.finished_at IS NULL;
+
+-- name: set_attempt_pids
+UPDATE attempts a SET worker_pid = s.pid
+FROM unnest($1::text[], $2::int[], $3::int[]) AS s(job_id, attempt, pid)
+WHERE a.job_id = s.job_id AND a.attempt = s.attempt;
+
+-- name: transition_jobs
+-- Status changes of one scheduler turn. finished_at follows the status (the CHECK insists on it).
+UPDATE jobs j
+SET status = s.status::job_status,
+    updated_at = to_timestamp(s.at),
+    finished_at = CASE WHEN s.status IN ('succeeded', 'failed', 'cancelled', 'upstream_failed')
+                       THEN to_timestamp(s.at) END,
+    error = CASE WHEN s.status = 'succeeded' THEN NULL ELSE coalesce(s.error, j.error) END,
+    result = coalesce(s.result::jsonb, j.result),
+    next_run_at = to_timestamp(s.next_run_at),
+    ready_at = CASE WHEN s.status = 'pending' THEN to_timestamp(s.at) ELSE j.ready_at END,
+    attempt_count = coalesce(s.attempt_count, j.attempt_count)
+FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[], $6::float8[], $7::int[])
+     AS s(job_id, status, at, error, result, next_run_at, attempt_count)
+WHERE j.job_id = s.job_id;
+
+-- name: running_resources
+SELECT coalesce(sum(cpu_units), 0)::int AS cpu_units, coalesce(sum(memory_mb), 0)::bigint AS memory_mb
+FROM jobs WHERE status = 'running';

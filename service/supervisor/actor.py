@@ -1,0 +1,345 @@
+"""The supervisor actor: a single-threaded select loop that owns every worker process.
+
+It receives `RunJob` and `KillJob` from the scheduler, hands each attempt to a pre-forked spare worker
+(forking the next spare when idle, so a start costs no fork on the latency path), watches every worker
+through a pidfd (not its pipe alone), enforces deadlines by SIGTERM then SIGKILL after a grace, and
+reports `AttemptStarted` / `AttemptFinished` back. Finished reports stay in an outbox until the scheduler
+acknowledges them after its commit, and are re-sent after a reconnect: a result is never lost between
+the two actors.
+
+Single-threaded on purpose: forking a process that has other threads is unsafe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from service import handlers
+from service.model import Outcome
+from service.processes import die_with_parent
+from service.protocol import (
+    Ack,
+    AttemptFinished,
+    AttemptRef,
+    AttemptStarted,
+    HandlerLog,
+    KillJob,
+    RunJob,
+    SchedulerToSupervisor,
+    SupervisorHello,
+    WorkerJob,
+    WorkerLog,
+    WorkerResult,
+    WorkerToSupervisor,
+)
+from service.settings import Settings
+from service.supervisor import worker
+from service.supervisor.outcome import classify
+from service.transport import FrameBuffer, send_frame
+
+log = logging.getLogger("taskq.supervisor")
+
+RECONNECT_SECONDS = 0.1
+
+
+@dataclass(eq=False)
+class Worker:
+    pid: int
+    sock: socket.socket
+    pidfd: int
+    frames: FrameBuffer[WorkerToSupervisor] = field(default_factory=lambda: FrameBuffer(WorkerToSupervisor))
+    job: RunJob | None = None
+    result: WorkerResult | None = None
+    deadline: float | None = None  # monotonic
+    kill_reason: Outcome | None = None
+    escalate_at: float | None = None  # monotonic time of the SIGKILL
+    sock_open: bool = True
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, scheduler_socket: str) -> None:
+        self.settings = settings
+        self.scheduler_socket = scheduler_socket
+        self.pid = os.getpid()
+        self.selector = selectors.DefaultSelector()
+        self.spares: deque[Worker] = deque()
+        self.busy: dict[tuple[str, int], Worker] = {}
+        self.outbox: dict[int, AttemptFinished] = {}
+        self.next_seq = 1
+        self.conn: socket.socket | None = None
+        self.conn_frames: FrameBuffer[SchedulerToSupervisor] = FrameBuffer(SchedulerToSupervisor)
+        self.next_connect = 0.0
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self._wake_r, self._wake_w = socket.socketpair()
+
+    # ---------------------------------------------------------------------------------------------- loop
+
+    def run(self) -> None:
+        for sock in (self._wake_r, self._wake_w):
+            sock.setblocking(False)
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
+        while True:
+            now = time.monotonic()
+            if self.conn is None and now >= self.next_connect:
+                self._connect()
+            self._enforce_deadlines(now)
+            if self.stopping:
+                if (not self.busy and not self.outbox) or now >= self.stop_deadline:
+                    break
+            elif self.conn is not None and len(self.spares) < self.settings.spare_workers:
+                self._add_spare()
+                continue  # re-check timers before blocking
+            for key, _ in self.selector.select(self._timeout(now)):
+                callback: Callable[[], None] = key.data
+                callback()
+        self._shutdown()
+
+    def _timeout(self, now: float) -> float:
+        moments = [now + 1.0]
+        if self.conn is None:
+            moments.append(self.next_connect)
+        for w in self.busy.values():
+            if w.kill_reason is None and w.deadline is not None:
+                moments.append(w.deadline)
+            if w.escalate_at is not None:
+                moments.append(w.escalate_at)
+        if self.stopping:
+            moments.append(self.stop_deadline)
+        return max(0.0, min(moments) - now)
+
+    def _on_stop_signal(self, signum: int, frame: object) -> None:
+        # Only flags: the wakeup fd interrupts select, the loop does the work.
+        if not self.stopping:
+            self.stopping = True
+            self.stop_deadline = time.monotonic() + self.settings.kill_grace_seconds + 3.0
+            for w in self.busy.values():
+                self._kill(w, Outcome.INTERRUPTED)
+
+    def _on_wake(self) -> None:
+        try:
+            while self._wake_r.recv(512):
+                pass
+        except BlockingIOError:
+            pass
+
+    # -------------------------------------------------------------------------------------- scheduler link
+
+    def _connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.scheduler_socket)
+        except OSError:
+            sock.close()
+            self.next_connect = time.monotonic() + RECONNECT_SECONDS
+            return
+        self.conn = sock
+        self.conn_frames = FrameBuffer(SchedulerToSupervisor)
+        running = [AttemptRef(job_id, attempt) for job_id, attempt in self.busy]
+        self._send(SupervisorHello(self.pid, running))
+        for seq in sorted(self.outbox):
+            self._send(self.outbox[seq])
+        if self.conn is not None:
+            self.conn.setblocking(False)
+            self.selector.register(self.conn, selectors.EVENT_READ, self._on_scheduler)
+        log.info("connected to the scheduler, %d attempts running, %d reports re-sent", len(running), len(self.outbox))
+
+    def _send(self, message: object) -> None:
+        if self.conn is None:
+            return
+        try:
+            send_frame(self.conn, message)
+        except OSError:
+            self._disconnect()
+
+    def _disconnect(self) -> None:
+        if self.conn is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(self.conn)
+        self.conn.close()
+        self.conn = None
+        self.next_connect = time.monotonic() + RECONNECT_SECONDS
+        log.warning("lost the scheduler; %d reports wait in the outbox", len(self.outbox))
+
+    def _on_scheduler(self) -> None:
+        assert self.conn is not None
+        try:
+            data = self.conn.recv(1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._disconnect()
+            return
+        for message in self.conn_frames.feed(data):
+            if isinstance(message, RunJob):
+                self._start(message)
+            elif isinstance(message, KillJob):
+                target = self.busy.get((message.job_id, message.attempt))
+                if target is not None:
+                    self._kill(target, message.outcome)
+            elif isinstance(message, Ack):
+                for seq in message.seqs:
+                    self.outbox.pop(seq, None)
+
+    # ------------------------------------------------------------------------------------------- workers
+
+    def _add_spare(self) -> None:
+        self.spares.append(self._fork())
+
+    def _fork(self) -> Worker:
+        parent_end, child_end = socket.socketpair()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 0
+            try:
+                parent_end.close()
+                self._close_inherited()
+                worker.run(child_end, self.pid)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        child_end.close()
+        parent_end.setblocking(False)
+        w = Worker(pid=pid, sock=parent_end, pidfd=os.pidfd_open(pid))
+        self.selector.register(w.sock, selectors.EVENT_READ, lambda: self._on_worker_data(w))
+        self.selector.register(w.pidfd, selectors.EVENT_READ, lambda: self._on_worker_exit(w))
+        return w
+
+    def _close_inherited(self) -> None:
+        """In a fresh worker: let go of every descriptor of the supervisor's (through its owner, so
+        that no object later closes a number the worker has reused)."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.selector.close()
+        for sock in (self._wake_r, self._wake_w, self.conn):
+            if sock is not None:
+                sock.close()
+        for w in (*self.spares, *self.busy.values()):
+            w.sock.close()
+            os.close(w.pidfd)
+
+    def _start(self, job: RunJob) -> None:
+        key = (job.job_id, job.attempt)
+        if key in self.busy or self.stopping:
+            return  # a duplicate, or too late: the scheduler reconciles from our Hello
+        w = self.spares.popleft() if self.spares else self._fork()
+        w.job = job
+        if job.timeout_seconds is not None:
+            w.deadline = time.monotonic() + job.timeout_seconds
+        self.busy[key] = w
+        # If the worker is already gone, its pidfd reports the crash.
+        with contextlib.suppress(OSError):
+            send_frame(w.sock, WorkerJob(job.job_id, job.attempt, job.type, job.payload))
+        self._send(AttemptStarted(job.job_id, job.attempt, w.pid, time.time()))
+
+    def _on_worker_data(self, w: Worker) -> None:
+        try:
+            data = w.sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.selector.unregister(w.sock)
+            w.sock_open = False
+            return
+        self._take_frames(w, data)
+
+    def _take_frames(self, w: Worker, data: bytes) -> None:
+        for message in w.frames.feed(data):
+            if isinstance(message, WorkerResult):
+                w.result = message
+            elif isinstance(message, WorkerLog) and w.job is not None:
+                self._send(HandlerLog(w.job.job_id, w.job.attempt, message.level, message.message, message.at))
+
+    def _on_worker_exit(self, w: Worker) -> None:
+        if w.sock_open:  # the result may still sit in the socket
+            while True:
+                try:
+                    data = w.sock.recv(1 << 16)
+                except (BlockingIOError, OSError):
+                    break
+                if not data:
+                    break
+                self._take_frames(w, data)
+            self.selector.unregister(w.sock)
+        w.sock.close()
+        self.selector.unregister(w.pidfd)
+        os.close(w.pidfd)
+        _, status = os.waitpid(w.pid, 0)
+        exit_code = os.waitstatus_to_exitcode(status)
+        if w.job is None:
+            if w in self.spares:
+                self.spares.remove(w)
+            return
+        job = w.job
+        del self.busy[(job.job_id, job.attempt)]
+        outcome, error = classify(w.result, exit_code, w.kill_reason)
+        report = AttemptFinished(
+            job.job_id,
+            job.attempt,
+            outcome,
+            time.time(),
+            error=error,
+            result=w.result.result if w.result is not None and w.result.ok else None,
+            seq=self.next_seq,
+        )
+        self.next_seq += 1
+        self.outbox[report.seq] = report
+        self._send(report)
+
+    def _kill(self, w: Worker, reason: Outcome) -> None:
+        if w.kill_reason is not None:
+            return
+        w.kill_reason = reason
+        w.escalate_at = time.monotonic() + self.settings.kill_grace_seconds
+        _signal(w.pid, signal.SIGTERM)
+
+    def _enforce_deadlines(self, now: float) -> None:
+        for w in list(self.busy.values()):
+            if w.kill_reason is None and w.deadline is not None and now >= w.deadline:
+                self._kill(w, Outcome.TIMED_OUT)
+            if w.escalate_at is not None and now >= w.escalate_at:
+                w.escalate_at = None
+                _signal(w.pid, signal.SIGKILL)
+
+    def _shutdown(self) -> None:
+        for w in (*self.spares, *self.busy.values()):
+            _signal(w.pid, signal.SIGKILL)
+        if self.conn is not None:
+            self.conn.close()
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def main(settings: Settings, scheduler_socket: str, parent_pid: int) -> None:
+    """Process entry point (spawned by the root supervisor)."""
+    from service.logs import configure_logging
+
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_logging(settings.log_level, "supervisor")
+    handlers.load(settings.handlers)
+    Supervisor(settings, scheduler_socket).run()

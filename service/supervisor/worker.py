@@ -1,0 +1,77 @@
+"""The worker: the body of one forked process that runs exactly one job attempt, then exits.
+
+It is forked from the supervisor, which has already imported every handler, so a start costs a fork
+(and with a warm spare, not even that). It waits for its `WorkerJob`, runs the handler under a fresh
+event loop, sends back one `WorkerResult` and leaves with `os._exit`, skipping the parent's atexit
+hooks and buffers that it inherited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import traceback
+
+import msgspec
+
+from service import handlers
+from service.processes import die_with_parent
+from service.protocol import WorkerJob, WorkerLog, WorkerResult
+from service.transport import ChannelClosed, receive_frame, send_frame
+
+_job_decoder = msgspec.msgpack.Decoder(WorkerJob)
+_json = msgspec.json.Encoder()
+
+
+class _PipeHandler(logging.Handler):
+    """Sends the handler's log records up the worker's socket, to land in the job's logs."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(OSError):
+            send_frame(self._sock, WorkerLog(record.levelname.lower(), self.format(record), record.created))
+
+
+def run(sock: socket.socket, supervisor_pid: int) -> None:
+    """Entry point in the forked child; never returns normally (the caller `_exit`s)."""
+    die_with_parent(supervisor_pid)
+    sock.setblocking(True)
+    try:
+        job = receive_frame(sock, _job_decoder)
+    except ChannelClosed:
+        return  # a spare that was never used: the supervisor is stopping
+    send_frame(sock, _execute(job, sock))
+
+
+def _execute(job: WorkerJob, sock: socket.socket) -> WorkerResult:
+    handler = handlers.get(job.type)
+    if handler is None:
+        return WorkerResult(ok=False, error=f"no handler for job type {job.type!r}", permanent=True)
+    log = logging.getLogger(f"taskq.job.{job.job_id}")
+    log.propagate = False
+    log.handlers[:] = [_PipeHandler(sock)]
+    log.setLevel(logging.DEBUG)
+    ctx = handlers.JobContext(job_id=job.job_id, attempt=job.attempt, log=log)
+    started = time.monotonic()
+    try:
+        result = asyncio.run(handler(ctx, job.payload))
+        _json.encode(result)  # the result is stored as JSON: refuse what cannot be
+    except handlers.PermanentError as exc:
+        return WorkerResult(ok=False, error=f"{type(exc).__name__}: {exc}", permanent=True)
+    except msgspec.EncodeError as exc:
+        return WorkerResult(ok=False, error=f"result is not JSON-serialisable: {exc}", permanent=True)
+    except BaseException as exc:  # any failure of user code is the attempt's failure, never the worker's
+        log.error("handler raised after %.3fs:\n%s", time.monotonic() - started, traceback.format_exc().rstrip())
+        return WorkerResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+    return WorkerResult(ok=True, result=result)
+
+
+def exit_now(code: int = 0) -> None:
+    os._exit(code)

@@ -1,0 +1,124 @@
+"""Length-prefixed msgpack frames over stream sockets: the one wire format between actors.
+
+A frame is a 4-byte big-endian length followed by a msgpack body that decodes to one protocol Struct.
+`AsyncChannel` serves the asyncio actors (api, scheduler); `FrameBuffer` and `send_frame` serve the
+select-based supervisor and the workers, which must stay single-threaded so that forking is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+_HEADER = struct.Struct(">I")
+MAX_FRAME = 64 * 1024 * 1024
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+class ChannelClosed(ConnectionError):
+    """The peer went away; whatever it did not acknowledge must be re-sent or reconciled."""
+
+
+def encode_frame(message: Any) -> bytes:
+    body = _encoder.encode(message)
+    return _HEADER.pack(len(body)) + body
+
+
+class AsyncChannel(Generic[T]):
+    """One end of a stream socket carrying frames; decodes incoming frames to `T`."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, incoming: Any) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(incoming)
+
+    @classmethod
+    async def connect(cls, path: str, incoming: Any) -> AsyncChannel[T]:
+        reader, writer = await asyncio.open_unix_connection(path, limit=MAX_FRAME)
+        return cls(reader, writer, incoming)
+
+    async def receive(self) -> T:
+        try:
+            header = await self._reader.readexactly(_HEADER.size)
+            (length,) = _HEADER.unpack(header)
+            body = await self._reader.readexactly(length)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            raise ChannelClosed(str(exc)) from exc
+        return self._decoder.decode(body)
+
+    def send(self, message: Any) -> None:
+        """Queue a frame; the transport writes it without blocking the loop."""
+        if self._writer.is_closing():
+            raise ChannelClosed("channel is closed")
+        self._writer.write(encode_frame(message))
+
+    async def drain(self) -> None:
+        try:
+            await self._writer.drain()
+        except ConnectionError as exc:
+            raise ChannelClosed(str(exc)) from exc
+
+    def close(self) -> None:
+        self._writer.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._writer.is_closing()
+
+
+class FrameBuffer(Generic[T]):
+    """Reassembles frames from the bytes a non-blocking socket hands over, for select loops."""
+
+    def __init__(self, incoming: Any) -> None:
+        self._buffer = bytearray()
+        self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(incoming)
+
+    def feed(self, data: bytes) -> list[T]:
+        self._buffer += data
+        messages: list[T] = []
+        while len(self._buffer) >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(self._buffer)
+            end = _HEADER.size + length
+            if len(self._buffer) < end:
+                break
+            messages.append(self._decoder.decode(bytes(self._buffer[_HEADER.size : end])))
+            del self._buffer[:end]
+        return messages
+
+
+def send_frame(sock: socket.socket, message: Any) -> None:
+    """Blocking send of one frame (the socket may be non-blocking: then it waits for room)."""
+    data = memoryview(encode_frame(message))
+    while data:
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            import select
+
+            select.select([], [sock], [])
+            continue
+        data = data[sent:]
+
+
+def receive_frame(sock: socket.socket, decoder: msgspec.msgpack.Decoder[T]) -> T:
+    """Blocking receive of one frame, for the worker's simple request/response life."""
+    header = _receive_exactly(sock, _HEADER.size)
+    (length,) = _HEADER.unpack(header)
+    return decoder.decode(_receive_exactly(sock, length))
+
+
+def _receive_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = sock.recv(size - len(chunks))
+        if not chunk:
+            raise ChannelClosed("peer closed the socket")
+        chunks += chunk
+    return bytes(chunks)
