@@ -25,13 +25,13 @@ class EmbeddedPostgres:
         """Start (or adopt) the server and return an asyncpg/libpq URL for `database`."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-            import pgserver
+            from pgserver.postgres_server import PostgresServer
 
             logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every command it runs
 
             self.pgdata.mkdir(parents=True, exist_ok=True)
             # cleanup_mode=None: pgserver's own atexit hook must not race our explicit stop().
-            server = pgserver.PostgresServer(self.pgdata, cleanup_mode=None)
+            server = PostgresServer(self.pgdata, cleanup_mode=None)
         self._server = server
         info = server.get_postmaster_info()
         return f"postgresql://postgres@/{database}?host={info.socket_dir}"
@@ -39,7 +39,9 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         if self._server is None:
             return
-        from pgserver._commands import pg_ctl
+        from pgserver import _commands
+
+        pg_ctl = _commands.pg_ctl  # type: ignore[attr-defined]  # generated at import time
 
         user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs the postmaster unprivileged
         try:

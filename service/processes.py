@@ -24,6 +24,13 @@ def die_with_parent(expected_parent: int) -> None:
         os._exit(0)
 
 
+def name_process(role: str) -> None:
+    """`ps` shows `taskq: scheduler` rather than a multiprocessing command line."""
+    import setproctitle
+
+    setproctitle.setproctitle(f"taskq: {role}")
+
+
 def child_signal_dispositions() -> None:
     """Children leave SIGINT to the root (a Ctrl-C reaches the whole foreground process group)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -94,6 +94,12 @@ class SupervisorHello(Message):
     running: list[AttemptRef]
 
 
+class SupervisorStopping(Message):
+    """The supervisor got SIGTERM: dispatch nothing more to it; what it runs is being interrupted."""
+
+    pid: int
+
+
 class AttemptStarted(Message):
     job_id: str
     attempt: int
@@ -138,7 +144,7 @@ class Ack(Message):
     seqs: list[int]
 
 
-SupervisorToScheduler = SupervisorHello | AttemptStarted | AttemptFinished | HandlerLog
+SupervisorToScheduler = SupervisorHello | SupervisorStopping | AttemptStarted | AttemptFinished | HandlerLog
 SchedulerToSupervisor = RunJob | KillJob | Ack
 
 # --------------------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.embedded_pg import EmbeddedPostgres
+from service.processes import name_process
 from service.settings import Settings
 from service.store.migrations import migrate
 
@@ -178,4 +179,5 @@ def serve(settings: Settings) -> int:
     from service.logs import configure_logging
 
     configure_logging(settings.log_level, "root")
+    name_process("root supervisor")
     return RootSupervisor(settings).serve()

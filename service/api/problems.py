@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
@@ -25,19 +26,19 @@ def problem(
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def on_taskq_error(_: Request[object, object, object], exc: TaskqError) -> Response[dict[str, object]]:
+def on_taskq_error(_: Request[Any, Any, Any], exc: TaskqError) -> Response[dict[str, object]]:
     retry_after = exc.retry_after_seconds if isinstance(exc, ServiceUnavailable) else None
     return problem(exc.status_code, exc.title, exc.detail, errors=exc.errors, retry_after=retry_after)
 
 
-def on_http_exception(_: Request[object, object, object], exc: HTTPException) -> Response[dict[str, object]]:
+def on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, object]]:
     detail = exc.detail or "request rejected"
     if exc.status_code == 413:
         detail = "request body is too large"
     return problem(exc.status_code, _title(exc.status_code), detail, retry_after=None)
 
 
-def on_unexpected(request: Request[object, object, object], exc: Exception) -> Response[dict[str, object]]:
+def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
     if isinstance(exc, DatabaseUnavailable) or is_transient(exc):
         return problem(503, "Service unavailable", "the database is unreachable; retry shortly", retry_after=1)
     log.exception("unhandled error on %s %s", request.method, request.url.path)

@@ -8,12 +8,13 @@ import uvicorn
 
 from service.api.app import create_app
 from service.logs import configure_logging
-from service.processes import die_with_parent
+from service.processes import die_with_parent, name_process
 from service.settings import Settings
 
 
 def main(settings: Settings, database_url: str, scheduler_socket: str, parent_pid: int) -> None:
     die_with_parent(parent_pid)
+    name_process("api")
     os.setpgrp()  # a Ctrl-C on the terminal is the root's to handle, not uvicorn's
     configure_logging(settings.log_level, "api")
     app = create_app(settings, database_url, scheduler_socket)

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-Handler = Callable[["JobContext", dict[str, Any]], Awaitable[Any]]
+Handler = Callable[["JobContext", dict[str, Any]], Coroutine[Any, Any, Any]]
 
 _REGISTRY: dict[str, Handler] = {}
 

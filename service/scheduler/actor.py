@@ -26,7 +26,7 @@ import asyncpg
 import msgspec
 
 from service.model import Priority, Resources, RetryPolicy, Status
-from service.processes import die_with_parent
+from service.processes import die_with_parent, name_process
 from service.protocol import (
     Ack,
     ApiHello,
@@ -41,6 +41,7 @@ from service.protocol import (
     RunJob,
     Submitted,
     SupervisorHello,
+    SupervisorStopping,
     ToScheduler,
 )
 from service.scheduler.core import Effects, Restored, SchedulerCore, Transition
@@ -190,6 +191,9 @@ class SchedulerActor:
                 self.supervisor = client
                 self.core.supervisor_ready_with([(ref.job_id, ref.attempt) for ref in running], now)
                 log.info("supervisor %d connected with %d running attempts", message.pid, len(running))
+            case SupervisorStopping():
+                self.core.supervisor_lost()
+                log.info("supervisor %d is stopping; dispatch paused", message.pid)
             case ApiHello():
                 client.role = "api"
             case Disconnected():
@@ -256,10 +260,10 @@ class SchedulerActor:
     def _deliver(self, effects: Effects, starts: list[asyncpg.Record], turn: Turn) -> None:
         supervisor = self.supervisor
         if supervisor is not None:
-            by_id = {s.job_id: s for s in effects.starts}
+            records = {record["job_id"]: record for record in starts}
             try:
-                for record in starts:
-                    start = by_id[record["job_id"]]
+                for start in effects.starts:  # in dispatch order (UPDATE ... RETURNING has none)
+                    record = records[start.job_id]
                     supervisor.channel.send(
                         RunJob(
                             start.job_id,
@@ -314,7 +318,7 @@ def restored_from_row(row: asyncpg.Record) -> Restored:
             jitter=row["jitter"],
         ),
     )
-    return Restored(job, row["attempt_count"], row["ready_at"], row["next_run_at"], row["started_at"])
+    return Restored(job, row["attempt_count"], row["charged"], row["ready_at"], row["next_run_at"], row["started_at"])
 
 
 _EVENT_MESSAGES = {
@@ -355,6 +359,7 @@ def main(settings: Settings, socket_path: str, database_url: str, parent_pid: in
     from service.logs import configure_logging
 
     die_with_parent(parent_pid)
+    name_process("scheduler")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(settings.log_level, "scheduler")
     with contextlib.suppress(FileNotFoundError):

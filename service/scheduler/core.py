@@ -82,7 +82,8 @@ class Restored:
     """A live job as the database holds it, for the rebuild at start-up."""
 
     job: NewJob
-    attempt: int
+    attempt: int  # attempts started so far
+    charged: int  # of those, the ones that count against max_attempts (not interrupted)
     ready_at: float | None
     next_run_at: float | None
     started_at: float | None
@@ -192,7 +193,7 @@ class SchedulerCore:
 
     def restore(self, item: Restored, dep_status: Mapping[str, str], now: float) -> None:
         """Rebuild one live job from its database row, keeping its place in line and its holdings."""
-        new, attempt = item.job, item.attempt
+        new, attempt, charged = item.job, item.attempt, item.charged
         ready_at, next_run_at, started_at = item.ready_at, item.next_run_at, item.started_at
         if new.status is Status.RUNNING:
             job = Job(
@@ -204,7 +205,7 @@ class SchedulerCore:
                 retry=new.retry,
                 status=Status.RUNNING,
                 attempt=attempt,
-                charged=attempt,
+                charged=charged,
                 started_at=started_at if started_at is not None else now,
             )
             self.jobs[job.job_id] = job
@@ -216,9 +217,9 @@ class SchedulerCore:
         elif new.status is Status.SCHEDULED and next_run_at is not None:
             new = msgspec.structs.replace(new, run_at=next_run_at)
         self.admit(new, dep_status, now)
-        job = self.jobs.get(new.job_id)
-        if job is not None:
-            job.attempt = job.charged = attempt
+        admitted = self.jobs.get(new.job_id)
+        if admitted is not None:
+            admitted.attempt, admitted.charged = attempt, charged
 
     def restore_all(self, items: list[Restored], dep_status: Mapping[str, str], now: float) -> None:
         """Rebuild from the database at start-up: parents before children, so edges link up."""
@@ -250,8 +251,8 @@ class SchedulerCore:
                     job.job_id, job.attempt, Outcome.CRASHED, "worker lost: no supervisor runs it", None, now
                 )
         for job_id, attempt in alive:
-            job = self.running.get(job_id)
-            if job is None or job.attempt != attempt:
+            held = self.running.get(job_id)
+            if held is None or held.attempt != attempt:
                 # The supervisor runs something this scheduler already closed: stop it, its result is void.
                 self._effects.kills.append(Kill(job_id, attempt, Outcome.CANCELLED))
         self.supervisor_ready = True

@@ -81,6 +81,8 @@ SELECT status::text AS status, count(*) AS n FROM jobs GROUP BY status;
 SELECT job_id, seq, priority::text AS priority, status::text AS status, cpu_units, memory_mb, depends_on,
        timeout_seconds, max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
        attempt_count,
+       attempt_count - (SELECT count(*) FROM attempts a
+                        WHERE a.job_id = jobs.job_id AND a.outcome = 'interrupted')::int AS charged,
        extract(epoch FROM created_at)::float8 AS created_at,
        extract(epoch FROM run_at)::float8 AS run_at,
        extract(epoch FROM next_run_at)::float8 AS next_run_at,

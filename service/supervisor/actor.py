@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from service import handlers
 from service.model import Outcome
-from service.processes import die_with_parent
+from service.processes import die_with_parent, name_process
 from service.protocol import (
     Ack,
     AttemptFinished,
@@ -37,6 +37,7 @@ from service.protocol import (
     RunJob,
     SchedulerToSupervisor,
     SupervisorHello,
+    SupervisorStopping,
     WorkerJob,
     WorkerLog,
     WorkerResult,
@@ -125,6 +126,7 @@ class Supervisor:
         if not self.stopping:
             self.stopping = True
             self.stop_deadline = time.monotonic() + self.settings.kill_grace_seconds + 3.0
+            self._send(SupervisorStopping(self.pid))
             for w in self.busy.values():
                 self._kill(w, Outcome.INTERRUPTED)
 
@@ -239,8 +241,11 @@ class Supervisor:
 
     def _start(self, job: RunJob) -> None:
         key = (job.job_id, job.attempt)
-        if key in self.busy or self.stopping:
-            return  # a duplicate, or too late: the scheduler reconciles from our Hello
+        if key in self.busy:
+            return  # a duplicate
+        if self.stopping:  # sent before the scheduler heard we are stopping: hand it back unused
+            self._report(job, Outcome.INTERRUPTED, "the supervisor is stopping", None)
+            return
         w = self.spares.popleft() if self.spares else self._fork()
         w.job = job
         if job.timeout_seconds is not None:
@@ -294,15 +299,10 @@ class Supervisor:
         job = w.job
         del self.busy[(job.job_id, job.attempt)]
         outcome, error = classify(w.result, exit_code, w.kill_reason)
-        report = AttemptFinished(
-            job.job_id,
-            job.attempt,
-            outcome,
-            time.time(),
-            error=error,
-            result=w.result.result if w.result is not None and w.result.ok else None,
-            seq=self.next_seq,
-        )
+        self._report(job, outcome, error, w.result.result if w.result is not None and w.result.ok else None)
+
+    def _report(self, job: RunJob, outcome: Outcome, error: str | None, result: object) -> None:
+        report = AttemptFinished(job.job_id, job.attempt, outcome, time.time(), error, result, self.next_seq)
         self.next_seq += 1
         self.outbox[report.seq] = report
         self._send(report)
@@ -339,6 +339,7 @@ def main(settings: Settings, scheduler_socket: str, parent_pid: int) -> None:
     from service.logs import configure_logging
 
     die_with_parent(parent_pid)
+    name_process("supervisor")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(settings.log_level, "supervisor")
     handlers.load(settings.handlers)

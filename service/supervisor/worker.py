@@ -15,11 +15,12 @@ import os
 import socket
 import time
 import traceback
+from typing import Any
 
 import msgspec
 
 from service import handlers
-from service.processes import die_with_parent
+from service.processes import die_with_parent, name_process
 from service.protocol import WorkerJob, WorkerLog, WorkerResult
 from service.transport import ChannelClosed, receive_frame, send_frame
 
@@ -42,11 +43,13 @@ class _PipeHandler(logging.Handler):
 def run(sock: socket.socket, supervisor_pid: int) -> None:
     """Entry point in the forked child; never returns normally (the caller `_exit`s)."""
     die_with_parent(supervisor_pid)
+    name_process("worker (spare)")
     sock.setblocking(True)
     try:
         job = receive_frame(sock, _job_decoder)
     except ChannelClosed:
         return  # a spare that was never used: the supervisor is stopping
+    name_process(f"worker {job.job_id} attempt {job.attempt}")
     send_frame(sock, _execute(job, sock))
 
 
@@ -61,7 +64,7 @@ def _execute(job: WorkerJob, sock: socket.socket) -> WorkerResult:
     ctx = handlers.JobContext(job_id=job.job_id, attempt=job.attempt, log=log)
     started = time.monotonic()
     try:
-        result = asyncio.run(handler(ctx, job.payload))
+        result: Any = asyncio.run(handler(ctx, job.payload))
         _json.encode(result)  # the result is stored as JSON: refuse what cannot be
     except handlers.PermanentError as exc:
         return WorkerResult(ok=False, error=f"{type(exc).__name__}: {exc}", permanent=True)

@@ -1,0 +1,255 @@
+"""Shared fixtures: a real PostgreSQL server for the whole session, a fresh database per test cloned
+from a migrated template, and the real `taskq serve` process tree driven over HTTP.
+
+The server is the embedded one (pgserver) unless TASKQ_DATABASE_URL names another; then that server
+hosts the per-test databases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = "taskq_test_template"
+T = TypeVar("T")
+
+
+# ----------------------------------------------------------------------------------------------- waiting
+
+
+def wait_until(check: Callable[[], T], *, timeout: float = 20.0, interval: float = 0.02, what: str = "") -> T:
+    """Polls `check` until it returns something truthy, or fails with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or check}; last seen: {last!r}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------------------------- database
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+class PgServer:
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+
+    def psql(self, sql: str, database: str | None = None) -> str:
+        import asyncio
+
+        import asyncpg
+
+        async def run() -> str:
+            conn = await asyncpg.connect(with_database(self.admin_url, database) if database else self.admin_url)
+            try:
+                return str(await conn.execute(sql))
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+
+    def fresh_database(self) -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        self.psql(f'CREATE DATABASE "{name}" TEMPLATE {TEMPLATE}')
+        return with_database(self.admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    from service.store.migrations import migrate
+
+    external = os.environ.get("TASKQ_DATABASE_URL")
+    embedded = None
+    if external:
+        admin = external
+    else:
+        from service.embedded_pg import EmbeddedPostgres
+
+        embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            admin = embedded.start(database="postgres")
+    server = PgServer(admin)
+    server.psql(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+    migrate(with_database(admin, TEMPLATE))
+    try:
+        yield server
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@pytest.fixture
+def database_url(pg: PgServer) -> str:
+    return pg.fresh_database()
+
+
+# ----------------------------------------------------------------------------------------------- service
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Service:
+    """A running `taskq serve` process tree and an HTTP client for it."""
+
+    def __init__(self, database_url: str, log_path: Path, env: dict[str, str]) -> None:
+        self.database_url = database_url
+        self.port = free_port()
+        self.log_path = log_path
+        self.env = {
+            **os.environ,
+            "TASKQ_DATABASE_URL": database_url,
+            "TASKQ_HOST": "127.0.0.1",
+            "TASKQ_PORT": str(self.port),
+            "TASKQ_LOG_LEVEL": "INFO",
+            **env,
+        }
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.http = httpx.Client(base_url=self.base_url, timeout=10.0)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> Service:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+        def ready() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                pytest.fail(f"taskq serve exited with {self.process.returncode}:\n{self.logs()}")
+            try:
+                return self.http.get("/health/ready").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(ready, timeout=timeout, interval=0.05, what="service readiness")
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def actor_pids(self) -> dict[str, int]:
+        """The root's direct children by role, read from their process titles."""
+        found = {}
+        for child in psutil.Process(self.pid).children():
+            with contextlib.suppress(psutil.Error):
+                cmd = " ".join(child.cmdline())
+                for role in ("scheduler", "supervisor", "api"):
+                    if cmd.startswith(f"taskq: {role}"):
+                        found[role] = child.pid
+        return found
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")[-20000:]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"taskq serve did not stop within {timeout}s:\n{self.logs()}")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    # --- API helpers -------------------------------------------------------------------------------
+
+    def submit(self, **job: Any) -> dict[str, Any]:
+        response = self.http.post("/jobs", json=job)
+        assert response.status_code in (200, 201), response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def wait_status(self, job_id: str, *statuses: str, timeout: float = 20.0) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            job = self.job(job_id)
+            return job if job["status"] in statuses else None
+
+        return wait_until(check, timeout=timeout, what=f"{job_id} to become {statuses}")
+
+
+@pytest.fixture
+def service_factory(pg: PgServer, tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    started: list[Service] = []
+
+    def make(database_url: str | None = None, **env: str) -> Service:
+        service = Service(database_url or pg.fresh_database(), tmp_path / f"service{len(started)}.log", env)
+        started.append(service)
+        return service
+
+    yield make
+    for service in started:
+        if service.process is not None and service.process.poll() is None:
+            code = service.stop()
+            assert code == 0, f"taskq serve exited with {code}:\n{service.logs()}"
+        service.http.close()
+
+
+@pytest.fixture
+def service(service_factory: Callable[..., Service]) -> Service:
+    return service_factory().start()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    """Every test stops what it started: no child process may outlive it."""
+    yield
+
+    def leftovers() -> list[psutil.Process]:
+        return [p for p in psutil.Process().children(recursive=True) if p.is_running() and p.status() != "zombie"]
+
+    with contextlib.suppress(BaseException):
+        wait_until(lambda: not leftovers(), timeout=10, what="child processes to exit")
+    remaining = leftovers()
+    for process in remaining:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    assert not remaining, f"processes left running: {[p.pid for p in remaining]}"
