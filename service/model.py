@@ -98,9 +98,11 @@ class RetryPolicy(msgspec.Struct, frozen=True, gc=False):
         that this stays a pure function.
         """
         exponent = max(attempt - 1, 0)
+        if self.initial_delay_seconds <= 0:
+            return 0.0
         try:
             base = self.initial_delay_seconds * self.backoff_multiplier**exponent
-        except OverflowError:
+        except OverflowError:  # far past the cap anyway
             base = self.max_delay_seconds
         base = min(base, self.max_delay_seconds)
         return base * (1.0 + self.jitter * fraction)

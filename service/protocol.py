@@ -2,7 +2,8 @@
 
 Links (all length-prefixed msgpack frames, see `service.transport`):
 
-* api -> scheduler: `ApiHello`, `Submitted`, `CancelRequest`, `PositionQuery`; answered by `Reply`.
+* api -> scheduler: `ApiHello`, `Submitted`, `CancelRequest`, `PositionQuery`, `ExplainQuery`; answered by
+  `Reply`.
 * supervisor -> scheduler: `SupervisorHello`, `AttemptStarted`, `AttemptFinished`, `HandlerLog`.
 * scheduler -> supervisor: `RunJob`, `KillJob`, `Ack`.
 * supervisor <-> worker: `WorkerJob` down, `WorkerLog` and `WorkerResult` up.
@@ -62,6 +63,11 @@ class PositionQuery(Message):
     job_ids: list[str]
 
 
+class ExplainQuery(Message):
+    request_id: int
+    job_id: str
+
+
 CancelVerdict = Literal["cancelled", "cancel_requested", "not_waiting"]
 
 
@@ -72,10 +78,11 @@ class Reply(Message):
     positions: dict[str, int] = {}
     statuses: dict[str, Status] = {}
     cancel: CancelVerdict | None = None
+    explanation: dict[str, Any] | None = None
     draining: bool = False
 
 
-ApiToScheduler = ApiHello | Submitted | CancelRequest | PositionQuery
+ApiToScheduler = ApiHello | Submitted | CancelRequest | PositionQuery | ExplainQuery
 SchedulerToApi = Reply
 
 # --------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ configuration table is checked against this list by a test.
 
 from __future__ import annotations
 
+import keyword
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,7 @@ class Settings(msgspec.Struct, frozen=True):
     handlers: tuple[str, ...]
     aging_interval_seconds: float
     kill_grace_seconds: float
+    default_timeout_seconds: float
     spare_workers: int
     max_body_bytes: int
     log_level: str
@@ -49,6 +52,8 @@ class Setting:
 
 def _integer(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
+        if not re.fullmatch(r"-?[0-9]+", raw.strip()):
+            raise ValueError
         value = int(raw.strip())
         if not low <= value <= high:
             raise ValueError
@@ -79,7 +84,7 @@ def _text(raw: str) -> str:
 
 def _modules(raw: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in raw.split(",") if part.strip())
-    if any(not all(piece.isidentifier() for piece in name.split(".")) for name in names):
+    if any(not all(p.isidentifier() and not keyword.iskeyword(p) for p in name.split(".")) for name in names):
         raise ValueError
     return names
 
@@ -137,6 +142,13 @@ SETTINGS: tuple[Setting, ...] = (
         "time between SIGTERM and SIGKILL when a worker is stopped",
         _number(0, 600),
         "a number 0-600",
+    ),
+    Setting(
+        "default_timeout_seconds",
+        "3600",
+        "timeout of jobs submitted without timeout_seconds (also bounds their run for backfill planning)",
+        _number(0.001, 7 * 86_400),
+        "a number 0.001-604800",
     ),
     Setting(
         "spare_workers",

@@ -48,6 +48,7 @@ class AsyncChannel(Generic[T]):
         try:
             header = await self._reader.readexactly(_HEADER.size)
             (length,) = _HEADER.unpack(header)
+            _check_length(length)
             body = await self._reader.readexactly(length)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             raise ChannelClosed(str(exc)) from exc
@@ -85,6 +86,7 @@ class FrameBuffer(Generic[T]):
         messages: list[T] = []
         while len(self._buffer) >= _HEADER.size:
             (length,) = _HEADER.unpack_from(self._buffer)
+            _check_length(length)
             end = _HEADER.size + length
             if len(self._buffer) < end:
                 break
@@ -111,7 +113,13 @@ def receive_frame(sock: socket.socket, decoder: msgspec.msgpack.Decoder[T]) -> T
     """Blocking receive of one frame, for the worker's simple request/response life."""
     header = _receive_exactly(sock, _HEADER.size)
     (length,) = _HEADER.unpack(header)
+    _check_length(length)
     return decoder.decode(_receive_exactly(sock, length))
+
+
+def _check_length(length: int) -> None:
+    if length > MAX_FRAME:  # a corrupt header must not make us allocate gigabytes
+        raise ChannelClosed(f"frame of {length} bytes exceeds the {MAX_FRAME}-byte limit")
 
 
 def _receive_exactly(sock: socket.socket, size: int) -> bytes:

@@ -238,13 +238,36 @@ def service(service_factory: Callable[..., Service]) -> Service:
     return service_factory().start()
 
 
+_SHARED_ROOTS: set[int] = set()
+
+
+@pytest.fixture(scope="module")
+def shared_service(pg: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One service for a module whose tests leave no state behind that another could see (bad input)."""
+    service = Service(pg.fresh_database(), tmp_path_factory.mktemp("shared") / "service.log", {}).start()
+    _SHARED_ROOTS.add(service.pid)
+    yield service
+    _SHARED_ROOTS.discard(service.pid)
+    code = service.stop()
+    service.http.close()
+    assert code == 0, f"taskq serve exited with {code}:\n{service.logs()}"
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
-    """Every test stops what it started: no child process may outlive it."""
+    """Every test stops what it started: no child process may outlive it (module-shared services aside)."""
     yield
 
     def leftovers() -> list[psutil.Process]:
-        return [p for p in psutil.Process().children(recursive=True) if p.is_running() and p.status() != "zombie"]
+        shared: set[int] = set()
+        for pid in _SHARED_ROOTS:
+            with contextlib.suppress(psutil.Error):
+                shared |= {pid} | {p.pid for p in psutil.Process(pid).children(recursive=True)}
+        return [
+            p
+            for p in psutil.Process().children(recursive=True)
+            if p.pid not in shared and p.is_running() and p.status() != "zombie"
+        ]
 
     with contextlib.suppress(BaseException):
         wait_until(lambda: not leftovers(), timeout=10, what="child processes to exit")

@@ -20,8 +20,10 @@ from litestar.params import Parameter
 from service import handlers
 from service.api import problems
 from service.api.scheduler_link import SchedulerLink
+from service.api.schemas import Accepted as AcceptedView
 from service.api.schemas import (
     AttemptView,
+    BatchAccepted,
     JobPage,
     JobSubmission,
     JobView,
@@ -29,11 +31,14 @@ from service.api.schemas import (
     ResourceRequirements,
     RetryConfig,
     Stats,
+    decode_batch,
     decode_submission,
     validate,
 )
-from service.api.submit import SubmitBatcher, timestamp
+from service.api.submit import SubmitBatcher, new_job_id, timestamp
+from service.dag import find_cycle, parents_first
 from service.errors import (
+    DependencyCycle,
     InvalidQuery,
     InvalidRequest,
     JobNotCancellable,
@@ -41,7 +46,7 @@ from service.errors import (
     TaskqError,
 )
 from service.model import Priority, Resources, Status
-from service.protocol import CancelRequest, PositionQuery
+from service.protocol import CancelRequest, ExplainQuery, PositionQuery
 from service.settings import Settings
 from service.store import gateway
 
@@ -162,6 +167,87 @@ async def submit_job(request: Request[Any, Any, Any], state: State) -> Response[
             view.position_in_queue = accepted.position
         return Response(view, status_code=201)
     return Response(view, status_code=200)
+
+
+@post("/jobs/batch", status_code=201, summary="Submit a batch of jobs, all or nothing", tags=["jobs"])
+async def submit_batch(request: Request[Any, Any, Any], state: State) -> Response[BatchAccepted]:
+    """Jobs may depend on each other in any order; a cycle is rejected with its path, and nothing is created."""
+    batch = decode_batch(await request.body())
+    settings: Settings = state.settings
+    capacity = Resources(settings.cpu_units, settings.memory_mb)
+    known = handlers.known_types()
+    ids: dict[str, int] = {}
+    submissions = []
+    for index, submission in enumerate(batch.jobs):
+        validate(submission, capacity=capacity, known_types=known, prefix=f"jobs.{index}.")
+        if submission.job_id is None:
+            submission = msgspec.structs.replace(submission, job_id=new_job_id())
+        assert submission.job_id is not None
+        if submission.job_id in ids:
+            raise InvalidRequest.field(f"jobs.{index}.job_id", f"repeats jobs.{ids[submission.job_id]}.job_id")
+        ids[submission.job_id] = index
+        submissions.append(submission)
+    edges = {s.job_id: list(s.depends_on) for s in submissions if s.job_id is not None}
+    cycle = find_cycle(edges)
+    if cycle is not None:
+        path = " -> ".join(cycle)
+        raise DependencyCycle(
+            f"depends_on: the batch's dependencies form a cycle: {path}; nothing was created",
+            errors=[{"field": f"jobs.{ids[cycle[0]]}.depends_on", "message": f"cycle: {path}"}],
+        )
+    order = parents_first(list(edges), edges)
+    batcher: SubmitBatcher = state.batcher
+    accepted = await batcher.submit_batch([submissions[ids[job_id]] for job_id in order])
+    by_id = {a.job_id: a for a in accepted}
+    answers = []
+    for submission in submissions:
+        assert submission.job_id is not None
+        outcome = by_id[submission.job_id]
+        if outcome.created:
+            answers.append(
+                AcceptedView(
+                    outcome.job_id,
+                    outcome.status,
+                    timestamp(outcome.created_at) or "",
+                    submission.priority.value,
+                    outcome.position,
+                )
+            )
+        else:
+            view = await _load_job(state, outcome.job_id)
+            answers.append(
+                AcceptedView(view.job_id, view.status, view.created_at, view.priority, view.position_in_queue)
+            )
+    created = any(a.created for a in accepted)
+    return Response(BatchAccepted(answers), status_code=201 if created else 200)
+
+
+@get("/jobs/{job_id:str}/explain", summary="Why a job is not running yet", tags=["jobs"])
+async def explain_job(job_id: str, state: State) -> dict[str, Any]:
+    """The scheduler's own view: open dependencies, resource shortfall, reservation, priority, retry time."""
+    record = await gateway.get_job(_pool(state), job_id)
+    if record is None:
+        raise JobNotFound(f"no job has id {job_id!r}")
+    if not Status(record["status"]).terminal:
+        link: SchedulerLink = state.link
+        reply = await link.request(lambda rid: ExplainQuery(rid, job_id))
+        if reply.explanation is not None:
+            return {"job_id": job_id, **_with_timestamps(reply.explanation)}
+        record = await gateway.get_job(_pool(state), job_id)  # it finished between the two reads
+        assert record is not None
+    error = f" ({record['error']})" if record["error"] else ""
+    return {"job_id": job_id, "status": record["status"], "reason": f"finished: {record['status']}{error}"}
+
+
+def _with_timestamps(explanation: dict[str, Any]) -> dict[str, Any]:
+    result = dict(explanation)
+    for key in ("next_run_at", "started_at", "deadline"):
+        if result.get(key) is not None:
+            result[key] = timestamp(result[key])
+    reservation = result.get("reservation")
+    if reservation is not None and reservation.get("until") is not None:
+        result["reservation"] = {**reservation, "until": timestamp(reservation["until"])}
+    return result
 
 
 @get("/jobs/{job_id:str}", summary="Get a job with its attempts", tags=["jobs"])
@@ -291,7 +377,7 @@ def create_app(settings: Settings, database_url: str, scheduler_socket: str) -> 
         pool = await gateway.connect_pool(database_url, min_size=2, max_size=10, custom_plans=True)
         link = SchedulerLink(scheduler_socket)
         link.start()
-        batcher = SubmitBatcher(pool, link)
+        batcher = SubmitBatcher(pool, link, settings.default_timeout_seconds)
         batcher.start()
         app.state.update(settings=settings, pool=pool, link=link, batcher=batcher)
         try:
@@ -302,7 +388,18 @@ def create_app(settings: Settings, database_url: str, scheduler_socket: str) -> 
             await pool.close()
 
     return Litestar(
-        route_handlers=[submit_job, get_job, list_jobs, cancel_job, job_logs, live, ready, stats],
+        route_handlers=[
+            submit_job,
+            submit_batch,
+            explain_job,
+            get_job,
+            list_jobs,
+            cancel_job,
+            job_logs,
+            live,
+            ready,
+            stats,
+        ],
         lifespan=[lifespan],
         exception_handlers={
             TaskqError: problems.on_taskq_error,

@@ -6,14 +6,16 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from msgspec import Meta
 
 from service.errors import InvalidRequest, MalformedRequest, ResourcesExceedCapacity, UnknownJobType
 from service.model import Priority, Resources, RetryPolicy
+
+T = TypeVar("T")
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 JobId = Annotated[str, Meta(pattern=JOB_ID_PATTERN, description="1-128 characters of A-Z a-z 0-9 . _ : -")]
@@ -53,7 +55,14 @@ class JobSubmission(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     run_at: Annotated[datetime, Meta(tz=True)] | None = None
 
 
+class BatchSubmission(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """POST /jobs/batch: all or nothing; dependencies may point forward inside the batch."""
+
+    jobs: Annotated[list[JobSubmission], Meta(min_length=1, max_length=10_000)]
+
+
 _submission_decoder = msgspec.json.Decoder(JobSubmission)
+_batch_decoder = msgspec.json.Decoder(BatchSubmission)
 _canonical = msgspec.json.Encoder(order="sorted")
 _AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<name>[^`]+)`")
@@ -62,8 +71,16 @@ _ENUM_CHOICES = {"priority": ", ".join(p.value for p in Priority)}
 
 
 def decode_submission(body: bytes) -> JobSubmission:
+    return _decode(_submission_decoder, body)
+
+
+def decode_batch(body: bytes) -> BatchSubmission:
+    return _decode(_batch_decoder, body)
+
+
+def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     try:
-        return _submission_decoder.decode(body)
+        return decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise validation_error(str(exc)) from None
     except msgspec.DecodeError as exc:
@@ -75,6 +92,8 @@ def validation_error(text: str, prefix: str = "") -> InvalidRequest:
     match = _AT_PATH.match(text)
     assert match is not None
     message, path = match.group("message"), match.group("path") or ""
+    # `$.a.b[0]` -> `a.b.0`; a dict key shows as `[...]`: name the field that holds the dict.
+    path = path.split("[...]", 1)[0]
     field = path.lstrip(".").replace("].", "]").replace("[", ".").replace("]", "") if path else ""
     if unknown := _UNKNOWN_FIELD.match(message):
         field = f"{field}.{unknown.group('name')}" if field else unknown.group("name")
@@ -88,7 +107,19 @@ def validation_error(text: str, prefix: str = "") -> InvalidRequest:
     return InvalidRequest.field(field, message)
 
 
-def validate(submission: JobSubmission, *, capacity: Resources, known_types: list[str]) -> None:
+def validate(submission: JobSubmission, *, capacity: Resources, known_types: list[str], prefix: str = "") -> None:
+    """Checks beyond the schema; `prefix` (`jobs.3.`) names the job inside a batch."""
+    try:
+        _validate(submission, capacity, known_types)
+    except InvalidRequest as exc:
+        if not prefix:
+            raise
+        exc.errors = [{**e, "field": prefix + e["field"]} for e in exc.errors]
+        exc.detail = f"{prefix}{exc.detail}"
+        raise
+
+
+def _validate(submission: JobSubmission, capacity: Resources, known_types: list[str]) -> None:
     if submission.type not in known_types:
         raise UnknownJobType(
             f"type: unknown job type {submission.type!r}; known types: {', '.join(known_types)}",
@@ -128,7 +159,8 @@ def _finite(value: Any) -> bool:
 
 def request_hash(submission: JobSubmission, job_id: str) -> bytes:
     """The identity of a submission after defaults are applied: equal bodies hash equal."""
-    normal = msgspec.structs.replace(submission, job_id=job_id)
+    run_at = submission.run_at.astimezone(UTC) if submission.run_at is not None else None
+    normal = msgspec.structs.replace(submission, job_id=job_id, run_at=run_at)
     return hashlib.sha256(_canonical.encode(normal)).digest()
 
 
@@ -180,6 +212,20 @@ class LogLine(msgspec.Struct):
     event: str
     message: str
     data: dict[str, Any] | None
+
+
+class Accepted(msgspec.Struct):
+    """One job of a batch answer: the specification's submit response."""
+
+    job_id: str
+    status: str
+    created_at: str
+    priority: str
+    position_in_queue: int | None
+
+
+class BatchAccepted(msgspec.Struct):
+    jobs: list[Accepted]
 
 
 class Stats(msgspec.Struct):

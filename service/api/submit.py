@@ -51,6 +51,11 @@ class _Pending:
     job_id: str
     digest: bytes
     future: asyncio.Future[Accepted] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    index: int | None = None  # position in a batch, for error field names
+
+    @property
+    def field_prefix(self) -> str:
+        return "" if self.index is None else f"jobs.{self.index}."
 
 
 def new_job_id() -> str:
@@ -58,8 +63,9 @@ def new_job_id() -> str:
 
 
 class SubmitBatcher:
-    def __init__(self, pool: asyncpg.Pool, link: SchedulerLink) -> None:
+    def __init__(self, pool: asyncpg.Pool, link: SchedulerLink, default_timeout: float) -> None:
         self.pool = pool
+        self.default_timeout = default_timeout
         self.link = link
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -102,10 +108,23 @@ class SubmitBatcher:
                 self._notices.add(task)
                 task.add_done_callback(self._notices.discard)
 
-    async def _commit(self, group: list[_Pending]) -> list[tuple[_Pending, NewJob]]:
-        """One transaction for the whole group; resolves every future except those still to be notified."""
+    async def submit_batch(self, submissions: list[JobSubmission]) -> list[Accepted]:
+        """All or nothing, in a transaction of its own. Dependencies may point anywhere inside the batch
+        (the caller has checked for cycles and ordered the batch parents first)."""
+        group = [_Pending(s, s.job_id or new_job_id(), b"", index=i) for i, s in enumerate(submissions)]
+        for item in group:
+            item.digest = request_hash(item.submission, item.job_id)
+        created = await self._commit(group, atomic=True)
+        if created:
+            await self._notify(created)
+        return [item.future.result() for item in group]
+
+    async def _commit(self, group: list[_Pending], *, atomic: bool = False) -> list[tuple[_Pending, NewJob]]:
+        """One transaction for the whole group. Resolves the futures of replays and rejects; the created
+        ones are resolved by `_notify`. `atomic`: any reject raises and rolls the whole group back."""
         ids = {item.job_id for item in group}
         deps = {dep for item in group for dep in item.submission.depends_on}
+        batch_ids = ids if atomic else set()
         now = time.time()
         async with self.pool.acquire() as conn, conn.transaction():
             known = {r["job_id"]: r for r in await gateway.find_jobs(conn, sorted(ids | deps))}
@@ -115,18 +134,22 @@ class SubmitBatcher:
             for item in group:
                 if item.job_id in known or item.job_id in in_group:
                     continue  # resolved as a replay below
-                missing = [d for d in item.submission.depends_on if d not in known and d not in in_group]
+                missing = [
+                    d for d in item.submission.depends_on if d not in known and d not in in_group and d not in batch_ids
+                ]
                 if missing:
-                    item.future.set_exception(
-                        DependencyNotFound(
-                            f"depends_on: unknown job(s) {', '.join(missing)}",
-                            errors=[{"field": "depends_on", "message": f"unknown job(s): {', '.join(missing)}"}],
-                        )
+                    field = f"{item.field_prefix}depends_on"
+                    error = DependencyNotFound(
+                        f"{field}: unknown job(s) {', '.join(missing)}",
+                        errors=[{"field": field, "message": f"unknown job(s): {', '.join(missing)}"}],
                     )
+                    if atomic:
+                        raise error
+                    item.future.set_exception(error)
                     continue
                 in_group[item.job_id] = item
-                status, error = _initial_status(item.submission, known, in_group, now)
-                rows.append(_row(item, status, error))
+                status, error_text = _initial_status(item.submission, known, now)
+                rows.append(_row(item, status, error_text, self.default_timeout))
                 chosen.append(item)
             inserted = {r["job_id"]: r for r in await gateway.insert_jobs(conn, rows)} if rows else {}
             created = [(item, row) for item, row in zip(chosen, rows, strict=True) if item.job_id in inserted]
@@ -142,12 +165,13 @@ class SubmitBatcher:
                     record = existing.get(item.job_id)
                     original = record["request_hash"] if record is not None else in_group[item.job_id].digest
                     if original != item.digest:
-                        item.future.set_exception(
-                            IdempotencyConflict(
-                                f"job {item.job_id} already exists with a different body; "
-                                "use a new job_id or resend the original body"
-                            )
+                        conflict = IdempotencyConflict(
+                            f"job {item.job_id} already exists with a different body; "
+                            "use a new job_id or resend the original body"
                         )
+                        if atomic:
+                            raise conflict
+                        item.future.set_exception(conflict)
                     else:
                         item.future.set_result(Accepted(item.job_id, created=False))
         return [
@@ -181,7 +205,7 @@ class SubmitBatcher:
 
 
 def _initial_status(
-    submission: JobSubmission, known: dict[str, asyncpg.Record], in_group: dict[str, _Pending], now: float
+    submission: JobSubmission, known: dict[str, asyncpg.Record], now: float
 ) -> tuple[Status, str | None]:
     """Best knowledge at commit time; the scheduler corrects it if a dependency finishes meanwhile."""
     waiting = False
@@ -192,7 +216,7 @@ def _initial_status(
                 return Status.UPSTREAM_FAILED, f"dependency {dep} {status}"
             waiting = waiting or status != Status.SUCCEEDED.value
         else:
-            waiting = True  # created earlier in this same group
+            waiting = True  # created in this same group or batch
     if waiting:
         return Status.BLOCKED, None
     if submission.run_at is not None and submission.run_at.timestamp() > now:
@@ -203,7 +227,7 @@ def _initial_status(
 _payload_json = msgspec.json.Encoder()
 
 
-def _row(item: _Pending, status: Status, error: str | None) -> JobRow:
+def _row(item: _Pending, status: Status, error: str | None, default_timeout: float) -> JobRow:
     s = item.submission
     retry = s.retry_config
     return JobRow(
@@ -215,7 +239,7 @@ def _row(item: _Pending, status: Status, error: str | None) -> JobRow:
         cpu_units=s.resource_requirements.cpu_units,
         memory_mb=s.resource_requirements.memory_mb,
         depends_on=_payload_json.encode(s.depends_on).decode(),
-        timeout_seconds=s.timeout_seconds,
+        timeout_seconds=s.timeout_seconds if s.timeout_seconds is not None else default_timeout,
         max_attempts=retry.max_attempts,
         backoff_multiplier=retry.backoff_multiplier,
         initial_delay_seconds=retry.initial_delay_seconds,
@@ -239,7 +263,7 @@ def _new_job(item: _Pending, row: JobRow, seq: int, created_at: float) -> NewJob
         status=Status(row.status),
         created_at=created_at,
         run_at=s.run_at.timestamp() if s.run_at is not None else None,
-        timeout_seconds=s.timeout_seconds,
+        timeout_seconds=row.timeout_seconds,
         retry=s.retry_config.policy(),
     )
 

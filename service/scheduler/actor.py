@@ -33,6 +33,7 @@ from service.protocol import (
     AttemptFinished,
     AttemptStarted,
     CancelRequest,
+    ExplainQuery,
     HandlerLog,
     KillJob,
     NewJob,
@@ -71,6 +72,7 @@ class Turn:
 
     replies: list[tuple[Client, Reply]] = field(default_factory=list)
     position_requests: list[tuple[Client, int, list[str]]] = field(default_factory=list)
+    explain_requests: list[tuple[Client, int, str]] = field(default_factory=list)
     acks: list[int] = field(default_factory=list)
     logs: list[LogRow] = field(default_factory=list)
     pids: list[tuple[str, int, int]] = field(default_factory=list)
@@ -81,7 +83,11 @@ class SchedulerActor:
         self.settings = settings
         self.socket_path = socket_path
         self.database_url = database_url
-        self.core = SchedulerCore(Resources(settings.cpu_units, settings.memory_mb), settings.aging_interval_seconds)
+        self.core = SchedulerCore(
+            Resources(settings.cpu_units, settings.memory_mb),
+            settings.aging_interval_seconds,
+            kill_grace=settings.kill_grace_seconds,
+        )
         # (None, None) is the wake-up put by the SIGTERM handler.
         self.inbox: asyncio.Queue[tuple[Client | None, ToScheduler | Disconnected | None]] = asyncio.Queue()
         self.supervisor: Client | None = None
@@ -148,6 +154,8 @@ class SchedulerActor:
             turn.replies.append(
                 (client, Reply(request_id, positions=self._positions(job_ids), statuses=self._statuses(job_ids)))
             )
+        for client, request_id, job_id in turn.explain_requests:
+            turn.replies.append((client, Reply(request_id, explanation=self.core.explain(job_id, now))))
         starts = await self._commit(effects, turn)
         self._deliver(effects, starts, turn)
 
@@ -186,6 +194,8 @@ class SchedulerActor:
                 turn.replies.append((client, Reply(request_id, cancel=verdict)))
             case PositionQuery(request_id=request_id, job_ids=job_ids):
                 turn.position_requests.append((client, request_id, job_ids))
+            case ExplainQuery(request_id=request_id, job_id=job_id):
+                turn.explain_requests.append((client, request_id, job_id))
             case SupervisorHello(running=running):
                 client.role = "supervisor"
                 self.supervisor = client
@@ -222,7 +232,7 @@ class SchedulerActor:
             if isinstance(message, Submitted)
             for job in message.jobs
             for dep in job.depends_on
-            if dep not in self.core.jobs
+            if dep not in self.core.jobs and dep not in self.core.recently_finished
         }
         return await gateway.job_statuses(self.pool, sorted(unknown)) if unknown else {}
 

@@ -13,7 +13,10 @@ the database and passes them in.
 from __future__ import annotations
 
 import heapq
+import itertools
+import math
 import random
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +26,10 @@ import msgspec
 from service.model import ZERO, Outcome, Resources, RetryPolicy, Status
 from service.protocol import CancelVerdict, NewJob
 from service.scheduler.queue import QueueKey, ReadyQueue
+
+BACKFILL_DEPTH = 512
+RECENT_TERMINAL = 100_000
+_LIVE = frozenset({Status.BLOCKED, Status.PENDING, Status.SCHEDULED, Status.RUNNING})
 
 # ------------------------------------------------------------------------------------------------ effects
 
@@ -47,6 +54,15 @@ class Start(msgspec.Struct, gc=False):
     at: float
     timeout_seconds: float | None
     memory_mb: int
+    backfilled: bool = False  # started past a blocked head under its reservation
+
+
+class Reservation(msgspec.Struct, gc=False):
+    """The blocked head's guaranteed start: `at` (epoch seconds), leaving `extra` free beside it then."""
+
+    job_id: str
+    at: float
+    extra: Resources
 
 
 class CloseAttempt(msgspec.Struct, gc=False):
@@ -109,13 +125,24 @@ class Job:
 
 
 class SchedulerCore:
-    def __init__(self, capacity: Resources, aging_interval: float, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        capacity: Resources,
+        aging_interval: float,
+        rng: random.Random | None = None,
+        *,
+        kill_grace: float = 2.0,
+    ) -> None:
         self.capacity = capacity
+        self.kill_grace = kill_grace
+        self.reservation: Reservation | None = None
         self.used = ZERO
         self.queue = ReadyQueue(aging_interval)
         self.jobs: dict[str, Job] = {}
         self.running: dict[str, Job] = {}
         self._timers: list[tuple[float, int, str]] = []
+        self._awaiting_parent: dict[str, list[str]] = {}
+        self.recently_finished: OrderedDict[str, Status] = OrderedDict()
         self._rng = rng or random.Random()
         self._effects = Effects()
         # No dispatch until the supervisor has said which attempts it still runs: resources held by
@@ -154,6 +181,78 @@ class SchedulerCore:
             counts[job.status.value] += 1
         return counts
 
+    def explain(self, job_id: str, now: float) -> dict[str, Any] | None:
+        """Why this job is not running (or what it is doing), from the scheduler's own state."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return None
+        info: dict[str, Any] = {"status": job.status.value, "attempts_so_far": job.attempt}
+        if job.status is Status.BLOCKED:
+            waiting = sorted(job.waiting_on)
+            info["waiting_on"] = waiting
+            info["reason"] = f"waiting for {len(waiting)} dependenc{'y' if len(waiting) == 1 else 'ies'}: " + ", ".join(
+                waiting
+            )
+        elif job.status is Status.SCHEDULED:
+            info["next_run_at"] = job.due_at
+            why = f"a retry after attempt {job.attempt}" if job.attempt else "its run_at time"
+            info["reason"] = f"waiting for {why}, {max(0.0, (job.due_at or now) - now):.1f}s from now"
+        elif job.status is Status.RUNNING:
+            info["started_at"] = job.started_at
+            if job.timeout_seconds is not None and job.started_at is not None:
+                info["deadline"] = job.started_at + job.timeout_seconds
+            info["reason"] = f"running attempt {job.attempt}" + (" (cancel requested)" if job.cancel_requested else "")
+        else:
+            info.update(self._explain_pending(job, now))
+        return info
+
+    def _explain_pending(self, job: Job, now: float) -> dict[str, Any]:
+        assert job.key is not None
+        free = self.free
+        ready_at = job.key[0] + job.level * self.queue.aging_interval
+        info: dict[str, Any] = {
+            "position_in_queue": self.queue.position(job.key),
+            "effective_priority": round(self.queue.effective_priority(job.key, now), 3),
+            "base_priority_level": job.level,
+            "waiting_seconds": round(now - ready_at, 3),
+            "needs": {"cpu_units": job.need.cpu_units, "memory_mb": job.need.memory_mb},
+            "free": {"cpu_units": free.cpu_units, "memory_mb": free.memory_mb},
+        }
+        shortfall = {
+            name: need - have
+            for name, need, have in (
+                ("cpu_units", job.need.cpu_units, free.cpu_units),
+                ("memory_mb", job.need.memory_mb, free.memory_mb),
+            )
+            if need > have
+        }
+        if shortfall:
+            info["shortfall"] = shortfall
+        reservation = self.reservation
+        if reservation is not None:
+            info["reservation"] = {
+                "job_id": reservation.job_id,
+                "until": None if math.isinf(reservation.at) else reservation.at,
+                "left_over": {"cpu_units": reservation.extra.cpu_units, "memory_mb": reservation.extra.memory_mb},
+            }
+        if not self.supervisor_ready:
+            info["reason"] = "dispatch is paused: no supervisor is connected"
+        elif self.draining:
+            info["reason"] = "the service is draining: nothing new starts"
+        elif reservation is not None and reservation.job_id == job.job_id:
+            needs = ", ".join(f"{v} more {k}" for k, v in shortfall.items())
+            info["reason"] = f"first in line but needs {needs}; resources are reserved for it as running jobs end"
+        elif reservation is not None:
+            info["reason"] = (
+                f"behind {reservation.job_id}, which holds a reservation; this job may start early only if it "
+                "ends before that reservation or fits in what it leaves over"
+            )
+        elif shortfall:
+            info["reason"] = "needs " + ", ".join(f"{v} more {k}" for k, v in shortfall.items())
+        else:
+            info["reason"] = "ready: it starts at the next dispatch"
+        return info
+
     # ---------------------------------------------------------------------------------------------- events
 
     def admit(self, new: NewJob, dep_status: Mapping[str, str], now: float) -> None:
@@ -174,16 +273,25 @@ class SchedulerCore:
             status=new.status,
         )
         failed_dep: str | None = None
+        failed_status = ""
         for dep in new.depends_on:
             parent = self.jobs.get(dep)
             if parent is not None:
                 job.waiting_on.add(dep)
                 parent.children.append(job.job_id)
+            elif (recent := self.recently_finished.get(dep)) is not None:
+                if recent is not Status.SUCCEEDED:
+                    failed_dep, failed_status = dep, recent.value
+            elif dep_status.get(dep) in _LIVE:
+                # Committed and live, but not admitted here yet (it is on its way): link when it arrives.
+                job.waiting_on.add(dep)
+                self._awaiting_parent.setdefault(dep, []).append(job.job_id)
             elif dep_status.get(dep) != Status.SUCCEEDED:
-                failed_dep = dep
+                failed_dep, failed_status = dep, dep_status.get(dep, "missing")
         self.jobs[job.job_id] = job
+        job.children.extend(self._awaiting_parent.pop(job.job_id, ()))
         if failed_dep is not None:
-            self._fail_upstream(job, failed_dep, dep_status.get(failed_dep, "missing"), now)
+            self._fail_upstream(job, failed_dep, failed_status, now)
         elif job.waiting_on:
             self._set(job, Status.BLOCKED, now, "blocked")
         elif new.run_at is not None and new.run_at > now:
@@ -322,22 +430,63 @@ class SchedulerCore:
     # ---------------------------------------------------------------------------------------- internals
 
     def _dispatch(self, now: float) -> None:
-        """Strict order: start the head while it fits; a head that does not fit waits for room."""
+        """EASY backfill. Start jobs in queue order while they fit. The first that does not fit (the head)
+        gets a reservation: the earliest time enough resources are sure to be free for it, counting each
+        running attempt as ending at its deadline (timeout plus kill grace). A later job may start now only
+        if it cannot delay that reservation: it ends before the reservation time, or it fits in what the
+        head will leave over at that time. Only the first `BACKFILL_DEPTH` waiting jobs are examined, so a
+        turn costs O(depth log n) however long the queue is.
+        """
+        self.reservation = None
         if not self.supervisor_ready or self.draining:
             return
-        while (key := self.queue.head()) is not None:
+        free = self.free
+        extra = ZERO
+        for key in list(itertools.islice(self.queue, BACKFILL_DEPTH)):
             job = self.jobs[key[2]]
-            if not job.need.fits_in(self.free):
-                return
-            self.queue.remove(key)
-            job.key = None
-            job.attempt += 1
-            job.charged += 1
-            job.status = Status.RUNNING
-            job.started_at = now
-            self.running[job.job_id] = job
-            self.used = self.used + job.need
-            self._effects.starts.append(Start(job.job_id, job.attempt, now, job.timeout_seconds, job.need.memory_mb))
+            if not job.need.fits_in(free):
+                if self.reservation is None:
+                    self.reservation = self._reserve(job, free, now)
+                    extra = self.reservation.extra
+                continue
+            if self.reservation is not None:
+                if self._end_bound(job.timeout_seconds, now) < self.reservation.at:
+                    pass  # done before the head's reserved start: cannot delay it
+                elif job.need.fits_in(extra):
+                    extra = extra - job.need  # runs past it, but in what the head leaves over
+                else:
+                    continue
+            self._start(job, now, backfilled=self.reservation is not None)
+            free = free - job.need
+
+    def _reserve(self, head: Job, free: Resources, now: float) -> Reservation:
+        ends = sorted((self._end_bound(j.timeout_seconds, j.started_at or now), j.need) for j in self.running.values())
+        available = free
+        for end, need in ends:
+            available = available + need
+            if head.need.fits_in(available):
+                # At an unknown time nothing can be promised to be left over.
+                return Reservation(head.job_id, end, available - head.need if end != math.inf else ZERO)
+        return Reservation(head.job_id, math.inf, ZERO)  # unreachable: a job never needs more than capacity
+
+    def _end_bound(self, timeout: float | None, start: float) -> float:
+        # An attempt ends by its deadline plus the kill grace. Without a timeout its end is unknown:
+        # then nothing may be backfilled past it, which `math.inf` expresses.
+        return math.inf if timeout is None else start + timeout + self.kill_grace
+
+    def _start(self, job: Job, now: float, *, backfilled: bool) -> None:
+        assert job.key is not None
+        self.queue.remove(job.key)
+        job.key = None
+        job.attempt += 1
+        job.charged += 1
+        job.status = Status.RUNNING
+        job.started_at = now
+        self.running[job.job_id] = job
+        self.used = self.used + job.need
+        self._effects.starts.append(
+            Start(job.job_id, job.attempt, now, job.timeout_seconds, job.need.memory_mb, backfilled=backfilled)
+        )
 
     def _set(self, job: Job, status: Status, now: float, event: str, **extra: Any) -> None:
         if job.status is status and event in ("blocked", "scheduled") and not extra:
@@ -380,15 +529,30 @@ class SchedulerCore:
                 self._make_pending(child, now, now)
 
     def _finish(self, job: Job, status: Status, now: float, event: str, **extra: Any) -> None:
+        """Make a job terminal; a failure fails every descendant too (iteratively: chains can be long)."""
+        self._end(job, status, now, event, **extra)
+        if status is Status.SUCCEEDED:
+            return
+        stack = [(job, status)]
+        while stack:
+            parent, parent_status = stack.pop()
+            for child_id in parent.children:
+                child = self.jobs.get(child_id)
+                if child is not None:
+                    error = f"dependency {parent.job_id} {parent_status.value}"
+                    self._end(child, Status.UPSTREAM_FAILED, now, "upstream_failed", error=error)
+                    stack.append((child, Status.UPSTREAM_FAILED))
+
+    def _end(self, job: Job, status: Status, now: float, event: str, **extra: Any) -> None:
         self._leave_waiting(job)
         job.status = status
         del self.jobs[job.job_id]
+        # Remembered for a while: a child submitted as its parent finishes must see how it ended,
+        # even when the database write of that end is still in this turn's batch.
+        self.recently_finished[job.job_id] = status
+        if len(self.recently_finished) > RECENT_TERMINAL:
+            self.recently_finished.popitem(last=False)
         self._effects.transitions.append(Transition(job.job_id, status, now, event, **extra))
-        if status is not Status.SUCCEEDED:
-            for child_id in job.children:
-                child = self.jobs.get(child_id)
-                if child is not None:
-                    self._fail_upstream(child, job.job_id, status.value, now)
 
     def _fail_upstream(self, job: Job, dep: str, dep_status: str, now: float) -> None:
         self._finish(job, Status.UPSTREAM_FAILED, now, "upstream_failed", error=f"dependency {dep} {dep_status}")

@@ -1,0 +1,80 @@
+"""Bad input gets a clear 4xx problem document naming the field and the rule; never a 500."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import Service
+
+BIG = "x" * (1024 * 1024 + 10)
+
+CASES: list[tuple[str, Any, int, str]] = [
+    # (name, body (bytes/str sent raw, dict as JSON), status, field named in errors or detail)
+    ("malformed json", b'{"type": "send_email",', 400, ""),
+    ("nan literal", b'{"type": "send_email", "timeout_seconds": NaN}', 400, ""),
+    ("not an object", [1, 2], 422, "body"),
+    ("missing type", {"priority": "high"}, 422, "type"),
+    ("unknown field typo", {"type": "send_email", "depend_on": ["a"]}, 422, "depend_on"),
+    ("unknown nested field", {"type": "send_email", "resource_requirements": {"cpus": 1}}, 422, "cpus"),
+    ("unknown priority", {"type": "send_email", "priority": "urgent"}, 422, "priority"),
+    ("unknown type", {"type": "mine_bitcoin"}, 422, "type"),
+    ("string cpu", {"type": "send_email", "resource_requirements": {"cpu_units": "2"}}, 422, "cpu_units"),
+    ("boolean cpu", {"type": "send_email", "resource_requirements": {"cpu_units": True}}, 422, "cpu_units"),
+    ("negative memory", {"type": "send_email", "resource_requirements": {"memory_mb": -1}}, 422, "memory_mb"),
+    ("cpu above capacity", {"type": "send_email", "resource_requirements": {"cpu_units": 9}}, 422, "cpu_units"),
+    ("memory above capacity", {"type": "send_email", "resource_requirements": {"memory_mb": 4097}}, 422, "memory_mb"),
+    ("infinite timeout", b'{"type": "send_email", "timeout_seconds": 1e999}', 422, "timeout_seconds"),
+    ("zero timeout", {"type": "send_email", "timeout_seconds": 0}, 422, "timeout_seconds"),
+    ("zero attempts", {"type": "send_email", "retry_config": {"max_attempts": 0}}, 422, "max_attempts"),
+    ("jitter above one", {"type": "send_email", "retry_config": {"jitter": 2}}, 422, "jitter"),
+    ("bad job id", {"type": "send_email", "job_id": "has space"}, 422, "job_id"),
+    ("long job id", {"type": "send_email", "job_id": "a" * 129}, 422, "job_id"),
+    ("unknown dependency", {"type": "send_email", "depends_on": ["ghost_job"]}, 422, "depends_on"),
+    ("self dependency", {"type": "send_email", "job_id": "me", "depends_on": ["me"]}, 422, "depends_on"),
+    ("naive run_at", {"type": "send_email", "run_at": "2030-01-01T00:00:00"}, 422, "run_at"),
+    ("payload not object", {"type": "send_email", "payload": [1]}, 422, "payload"),
+    ("oversized body", {"type": "send_email", "payload": {"blob": BIG}}, 413, ""),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "status", "field"), CASES, ids=[c[0] for c in CASES])
+def test_bad_submission_is_rejected_with_a_problem_naming_the_field(
+    shared_service: Service, name: str, body: Any, status: int, field: str
+) -> None:
+    service = shared_service
+    if isinstance(body, bytes):
+        response = service.http.post("/jobs", content=body, headers={"content-type": "application/json"})
+    else:
+        response = service.http.post("/jobs", json=body)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["status"] == status
+    assert problem["detail"]
+    assert "Traceback" not in response.text
+    if field:
+        assert any(field in error["field"] for error in problem["errors"]), problem
+    if name == "unknown type":
+        assert "send_email" in problem["detail"]  # lists the known types
+    assert service.http.get("/jobs").json()["items"] == []  # nothing was created
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"status": "done"}, "status"),
+        ({"priority": "urgent"}, "priority"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"limit": 501}, "limit"),
+        ({"limit": 0}, "limit"),
+        ({"limit": "ten"}, "limit"),
+    ],
+)
+def test_bad_list_query_is_a_4xx(shared_service: Service, params: dict[str, Any], field: str) -> None:
+    service = shared_service
+    response = service.http.get("/jobs", params=params)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert field in response.text
