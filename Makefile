@@ -24,6 +24,9 @@ run: $(STAMP) ## start the service (embedded PostgreSQL unless TASKQ_DATABASE_UR
 migrate: $(STAMP) ## apply the dbmate migrations and exit
 	$(BIN)/taskq migrate
 
+schema: $(STAMP) ## regenerate db/schema.sql from the migrations
+	$(BIN)/python scripts/dump_schema.py
+
 test: $(STAMP) ## run the whole test suite against a real PostgreSQL
 	$(BIN)/python -m pytest
 
@@ -41,4 +44,4 @@ bench: $(STAMP) ## run the benchmarks and write evaluation_results.md
 
 eval: bench ## alias of bench
 
-.PHONY: help venv run migrate test lint fmt bench eval
+.PHONY: help venv run migrate schema test lint fmt bench eval

@@ -146,8 +146,10 @@ CREATE TABLE public.jobs (
     error text,
     result jsonb,
     request_hash bytea NOT NULL,
+    attempts_charged integer DEFAULT 0 NOT NULL,
     CONSTRAINT finished_iff_terminal CHECK (((finished_at IS NOT NULL) = (status = ANY (ARRAY['succeeded'::public.job_status, 'failed'::public.job_status, 'cancelled'::public.job_status, 'upstream_failed'::public.job_status])))),
     CONSTRAINT jobs_attempt_count_check CHECK ((attempt_count >= 0)),
+    CONSTRAINT jobs_attempts_charged_check CHECK ((attempts_charged >= 0)),
     CONSTRAINT jobs_backoff_multiplier_check CHECK ((backoff_multiplier >= (1)::double precision)),
     CONSTRAINT jobs_cpu_units_check CHECK ((cpu_units >= 0)),
     CONSTRAINT jobs_initial_delay_seconds_check CHECK ((initial_delay_seconds >= (0)::double precision)),
@@ -316,4 +318,5 @@ ALTER TABLE ONLY public.job_logs
 --
 
 INSERT INTO public.schema_migrations (version) VALUES
-    ('20261129000001');
+    ('20261129000001'),
+    ('20261129000002');

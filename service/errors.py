@@ -80,6 +80,13 @@ class JobNotCancellable(TaskqError):
     title = "Job not cancellable"
 
 
+class JobNotRetryable(TaskqError):
+    """Only failed jobs can be re-driven."""
+
+    status_code = 409
+    title = "Job not retryable"
+
+
 class ServiceUnavailable(TaskqError):
     """The service cannot take this request right now; retry shortly."""
 

@@ -63,6 +63,13 @@ class PositionQuery(Message):
     job_ids: list[str]
 
 
+class RedriveRequest(Message):
+    """Re-drive a failed job from the dead letter queue (POST /jobs/{id}/retry)."""
+
+    request_id: int
+    job_id: str
+
+
 class ExplainQuery(Message):
     request_id: int
     job_id: str
@@ -79,10 +86,11 @@ class Reply(Message):
     statuses: dict[str, Status] = {}
     cancel: CancelVerdict | None = None
     explanation: dict[str, Any] | None = None
+    redrive: Literal["redriven", "not_failed"] | None = None
     draining: bool = False
 
 
-ApiToScheduler = ApiHello | Submitted | CancelRequest | PositionQuery | ExplainQuery
+ApiToScheduler = ApiHello | Submitted | CancelRequest | PositionQuery | ExplainQuery | RedriveRequest
 SchedulerToApi = Reply
 
 # --------------------------------------------------------------------------------------------------------------
@@ -95,7 +103,8 @@ class AttemptRef(msgspec.Struct, frozen=True, gc=False):
 
 
 class SupervisorHello(Message):
-    """Sent on every (re)connect: which attempts this supervisor still runs, so the scheduler can reconcile."""
+    """Sent on every (re)connect: the attempts this supervisor still owns (running, or ended with a report
+    not yet acknowledged), so the scheduler can declare every other running attempt lost."""
 
     pid: int
     running: list[AttemptRef]

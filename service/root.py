@@ -13,6 +13,7 @@ takes the whole tree down; the next start recovers from PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -77,6 +78,7 @@ class RootSupervisor:
             self.runtime_dir = tempfile.mkdtemp(prefix="taskq-")
             self._start_children(url)
             self._watch()
+            self._drain()
             return 0
         except RestartIntensityExceeded as exc:
             log.error("%s", exc)
@@ -154,6 +156,37 @@ class RootSupervisor:
                 "stopping the service"
             )
         self._start(child)
+
+    def _drain(self) -> None:
+        """Graceful shutdown, the one component that owns it (as Oban's Watchman does).
+
+        SIGUSR1 tells the api (refuse new jobs, readiness false) and the scheduler (start nothing; give
+        running attempts the grace, then interrupt them so they go back to pending unused). The scheduler
+        exits by itself once nothing runs: that is the "drained" event. A second signal ends the grace now.
+        """
+        by_name = {c.name: c for c in self.children}
+        scheduler = by_name.get("scheduler")
+        if scheduler is None or scheduler.process is None or not scheduler.process.is_alive():
+            return
+        for name in ("api", "scheduler"):
+            process = by_name[name].process
+            if process is not None and process.pid is not None and process.is_alive():
+                os.kill(process.pid, signal.SIGUSR1)
+        log.info("draining: running jobs get up to %.0fs", self.settings.shutdown_grace_seconds)
+        deadline = time.monotonic() + self.settings.shutdown_grace_seconds + self.settings.kill_grace_seconds + 10
+        signals_seen = self.stop_signals
+        while scheduler.process.is_alive() and time.monotonic() < deadline:
+            multiprocessing.connection.wait([scheduler.process.sentinel, self._wake_r], timeout=1.0)
+            self._drain_wakeups()
+            if self.stop_signals > signals_seen and scheduler.process.pid is not None:
+                signals_seen = self.stop_signals
+                log.info("second signal: interrupting running jobs now")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(scheduler.process.pid, signal.SIGUSR2)
+        if scheduler.process.is_alive():
+            log.warning("the scheduler did not drain in time; stopping it")
+        else:
+            log.info("drained")
 
     def _drain_wakeups(self) -> None:
         try:

@@ -55,8 +55,20 @@ def with_database(url: str, name: str) -> str:
 
 
 class PgServer:
-    def __init__(self, admin_url: str) -> None:
+    def __init__(self, admin_url: str, embedded: Any = None) -> None:
         self.admin_url = admin_url
+        self.embedded = embedded  # the EmbeddedPostgres, when the tests started one
+
+    def restartable(self) -> bool:
+        return self.embedded is not None
+
+    def stop_server(self) -> None:
+        self.embedded.stop()
+
+    def start_server(self) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.embedded.start(database="postgres")
 
     def psql(self, sql: str, database: str | None = None) -> str:
         import asyncio
@@ -93,7 +105,7 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             admin = embedded.start(database="postgres")
-    server = PgServer(admin)
+    server = PgServer(admin, embedded)
     server.psql(f"DROP DATABASE IF EXISTS {TEMPLATE}")
     migrate(with_database(admin, TEMPLATE))
     try:
@@ -124,9 +136,10 @@ class Service:
         self.database_url = database_url
         self.port = free_port()
         self.log_path = log_path
+        base = {k: v for k, v in os.environ.items() if k != "TASKQ_DATABASE_URL"}
         self.env = {
-            **os.environ,
-            "TASKQ_DATABASE_URL": database_url,
+            **base,
+            **({"TASKQ_DATABASE_URL": database_url} if database_url else {}),
             "TASKQ_HOST": "127.0.0.1",
             "TASKQ_PORT": str(self.port),
             "TASKQ_LOG_LEVEL": "INFO",
@@ -220,8 +233,10 @@ class Service:
 def service_factory(pg: PgServer, tmp_path: Path) -> Iterator[Callable[..., Service]]:
     started: list[Service] = []
 
-    def make(database_url: str | None = None, **env: str) -> Service:
-        service = Service(database_url or pg.fresh_database(), tmp_path / f"service{len(started)}.log", env)
+    def make(database_url: str | None = None, *, embedded: bool = False, **env: str) -> Service:
+        """`embedded=True`: no TASKQ_DATABASE_URL, so the service starts its own PostgreSQL (in TASKQ_DATA_DIR)."""
+        url = "" if embedded else (database_url or pg.fresh_database())
+        service = Service(url, tmp_path / f"service{len(started)}.log", env)
         started.append(service)
         return service
 

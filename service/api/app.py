@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -43,10 +45,12 @@ from service.errors import (
     InvalidRequest,
     JobNotCancellable,
     JobNotFound,
+    JobNotRetryable,
+    ServiceUnavailable,
     TaskqError,
 )
 from service.model import Priority, Resources, Status
-from service.protocol import CancelRequest, ExplainQuery, PositionQuery
+from service.protocol import CancelRequest, ExplainQuery, PositionQuery, RedriveRequest
 from service.settings import Settings
 from service.store import gateway
 
@@ -133,6 +137,11 @@ async def _positions(state: State, job_ids: list[str]) -> dict[str, int]:
     return reply.positions
 
 
+def _refuse_while_draining(state: State) -> None:
+    if state.draining:
+        raise ServiceUnavailable("the service is shutting down and accepts no new jobs; retry shortly")
+
+
 async def _load_job(state: State, job_id: str) -> JobView:
     record = await gateway.get_job(_pool(state), job_id)
     if record is None:
@@ -146,6 +155,7 @@ async def _load_job(state: State, job_id: str) -> JobView:
 @post("/jobs", status_code=201, summary="Submit a job", tags=["jobs"])
 async def submit_job(request: Request[Any, Any, Any], state: State) -> Response[JobView]:
     """Commits the job, then schedules it. Same job_id and body again: 200 with the existing job."""
+    _refuse_while_draining(state)
     body = await request.body()
     submission = decode_submission(body)
     header_key = request.headers.get("idempotency-key")
@@ -172,6 +182,7 @@ async def submit_job(request: Request[Any, Any, Any], state: State) -> Response[
 @post("/jobs/batch", status_code=201, summary="Submit a batch of jobs, all or nothing", tags=["jobs"])
 async def submit_batch(request: Request[Any, Any, Any], state: State) -> Response[BatchAccepted]:
     """Jobs may depend on each other in any order; a cycle is rejected with its path, and nothing is created."""
+    _refuse_while_draining(state)
     batch = decode_batch(await request.body())
     settings: Settings = state.settings
     capacity = Resources(settings.cpu_units, settings.memory_mb)
@@ -311,6 +322,39 @@ async def cancel_job(job_id: str, state: State) -> JobView:
     return view
 
 
+@get("/dlq", summary="The dead letter queue: failed jobs, newest first", tags=["dead letter queue"])
+async def dead_letters(
+    state: State,
+    type: str | None = None,
+    limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> JobPage:
+    """Jobs that used up their attempts or failed permanently, with their last error. Re-drive one with
+    POST /jobs/{job_id}/retry."""
+    before = _decode_cursor(cursor) if cursor else None
+    records = await gateway.list_jobs(
+        _pool(state), status=Status.FAILED.value, type=type, priority=None, before_seq=before, limit=limit + 1
+    )
+    page, more = records[:limit], len(records) > limit
+    return JobPage(items=[job_view(r) for r in page], next_cursor=_encode_cursor(page[-1]["seq"]) if more else None)
+
+
+@post("/jobs/{job_id:str}/retry", status_code=200, summary="Re-drive a failed job", tags=["dead letter queue"])
+async def retry_job(job_id: str, state: State) -> JobView:
+    """Fresh attempts for a failed job; its upstream_failed descendants go back to blocked behind it."""
+    record = await gateway.get_job(_pool(state), job_id)
+    if record is None:
+        raise JobNotFound(f"no job has id {job_id!r}")
+    if record["status"] != Status.FAILED.value:
+        raise JobNotRetryable(f"job {job_id} is {record['status']}; only failed jobs can be re-driven")
+    link: SchedulerLink = state.link
+    reply = await link.request(lambda rid: RedriveRequest(rid, job_id))
+    view = await _load_job(state, job_id)
+    if reply.redrive != "redriven":
+        raise JobNotRetryable(f"job {job_id} is {view.status}; only failed jobs can be re-driven")
+    return view
+
+
 @get("/jobs/{job_id:str}/logs", summary="A job's lifecycle events and handler output", tags=["jobs"])
 async def job_logs(
     job_id: str,
@@ -344,7 +388,7 @@ async def live() -> dict[str, str]:
 @get("/health/ready", summary="Database reachable and scheduler connected", tags=["health"])
 async def ready(state: State) -> Response[dict[str, Any]]:
     link: SchedulerLink = state.link
-    checks: dict[str, bool] = {"scheduler": link.connected, "database": False}
+    checks: dict[str, bool] = {"scheduler": link.connected, "database": False, "accepting": not state.draining}
     with contextlib.suppress(Exception):
         async with _pool(state).acquire(timeout=1.0) as conn:
             checks["database"] = await conn.fetchval("SELECT true", timeout=1.0) is True
@@ -379,7 +423,9 @@ def create_app(settings: Settings, database_url: str, scheduler_socket: str) -> 
         link.start()
         batcher = SubmitBatcher(pool, link, settings.default_timeout_seconds)
         batcher.start()
-        app.state.update(settings=settings, pool=pool, link=link, batcher=batcher)
+        app.state.update(settings=settings, pool=pool, link=link, batcher=batcher, draining=False)
+        # SIGUSR1 from the root: the service drains. Reads go on; new submissions get 503.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, lambda: app.state.update(draining=True))
         try:
             yield
         finally:
@@ -392,6 +438,8 @@ def create_app(settings: Settings, database_url: str, scheduler_socket: str) -> 
             submit_job,
             submit_batch,
             explain_job,
+            dead_letters,
+            retry_job,
             get_job,
             list_jobs,
             cancel_job,

@@ -6,6 +6,7 @@ Payload knobs, shared by all of them:
   busy_seconds      burn CPU in pure Python without awaiting (the timeout must still kill it)
   ignore_sigterm    true: the worker ignores SIGTERM (the kill must escalate to SIGKILL)
   exit_code         end the worker process abruptly with os._exit(code) mid-job (a crash)
+  allocate_mb       hold this much memory (touched, so resident) while it sleeps
 `invalid_operation` always raises a permanent error.
 """
 
@@ -50,7 +51,11 @@ async def simulate(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         deadline = time.monotonic() + busy
         while time.monotonic() < deadline:  # deliberately never yields to the event loop
             pass
+    ballast = bytearray(int(float(payload.get("allocate_mb", 0)) * (1 << 20)))
+    for offset in range(0, len(ballast), 4096):  # touch every page so it is resident
+        ballast[offset] = 1
     await asyncio.sleep(float(payload.get("duration_seconds", 0.05)))
+    del ballast
     if "exit_code" in payload:
         os._exit(int(payload["exit_code"]))
     if ctx.attempt <= fail_times:

@@ -38,6 +38,7 @@ from service.protocol import (
     KillJob,
     NewJob,
     PositionQuery,
+    RedriveRequest,
     Reply,
     RunJob,
     Submitted,
@@ -92,23 +93,72 @@ class SchedulerActor:
         self.inbox: asyncio.Queue[tuple[Client | None, ToScheduler | Disconnected | None]] = asyncio.Queue()
         self.supervisor: Client | None = None
         self.stopping = False
+        self.drain_deadline: float | None = None  # epoch seconds; set while draining
 
     async def run(self) -> None:
+        self.lock_conn = await self._acquire_ownership()
         self.pool = await _connect_with_backoff(self.database_url)
         await self._rebuild()
         server = await asyncio.start_unix_server(self._serve_client, path=self.socket_path, limit=1 << 26)
         log.info("scheduler ready: %d live jobs, %s in use", len(self.core.jobs), self.core.used)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._stop)
+        loop.add_signal_handler(signal.SIGUSR1, self._begin_drain)
+        loop.add_signal_handler(signal.SIGUSR2, self._end_grace)
         try:
             while not self.stopping:
                 await self._turn()
+                if self.drain_deadline is not None and not self.core.running:
+                    log.info("drained: no attempt is running; the scheduler stops")
+                    break
+            if self.supervisor is not None:  # let the last acknowledgements reach the supervisor
+                with contextlib.suppress(ChannelClosed):
+                    await self.supervisor.channel.drain()
         finally:
             server.close()
             await self.pool.close()
+            self.lock_conn.remove_termination_listener(_lost_ownership)
+            await self.lock_conn.close()
+
+    async def _acquire_ownership(self) -> asyncpg.Connection:
+        """Only the holder of the scheduler lock may schedule this database. If the lock's connection
+        ends, another scheduler may take over at once, so this one exits (and is restarted as a standby)."""
+        delay = 0.1
+        while True:
+            try:
+                conn = await asyncpg.connect(self.database_url)
+            except Exception as exc:  # the database may be starting or restarting: wait for it
+                log.warning("database not reachable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if await gateway.try_scheduler_lock(conn):
+                conn.add_termination_listener(_lost_ownership)
+                return conn
+            await conn.close()
+            log.info("another scheduler owns this database; waiting as a standby")
+            await asyncio.sleep(1.0)
 
     def _stop(self) -> None:
         self.stopping = True
+        self.inbox.put_nowait((None, None))
+
+    def _begin_drain(self) -> None:
+        """SIGUSR1 from the root: graceful shutdown. Nothing new starts; running attempts get the grace."""
+        if self.drain_deadline is None:
+            self.drain_deadline = time.time() + self.settings.shutdown_grace_seconds
+            self.core.drain()
+            log.info(
+                "draining: %d attempts running, grace %.0fs",
+                len(self.core.running),
+                self.settings.shutdown_grace_seconds,
+            )
+        self.inbox.put_nowait((None, None))
+
+    def _end_grace(self) -> None:
+        """SIGUSR2 from the root (a second signal): interrupt what still runs, now."""
+        self.drain_deadline = time.time()
+        self.core.drain()
         self.inbox.put_nowait((None, None))
 
     # ------------------------------------------------------------------------------------------- clients
@@ -131,8 +181,10 @@ class SchedulerActor:
     # ----------------------------------------------------------------------------------------------- turn
 
     async def _turn(self) -> None:
-        wakeup = self.core.next_wakeup()
-        timeout = None if wakeup is None else max(0.0, wakeup - time.time())
+        now = time.time()
+        deadline = self.drain_deadline if self.drain_deadline is not None and self.drain_deadline > now else None
+        wakeups = [w for w in (self.core.next_wakeup(), deadline) if w is not None]
+        timeout = max(0.0, min(wakeups) - now) if wakeups else None
         batch: list[tuple[Client | None, ToScheduler | Disconnected | None]] = []
         get = asyncio.ensure_future(self.inbox.get())
         done, _ = await asyncio.wait({get}, timeout=timeout)
@@ -144,10 +196,13 @@ class SchedulerActor:
             batch.append(self.inbox.get_nowait())
         now = time.time()
         turn = Turn()
-        dep_status = await self._statuses_of_unknown_deps(batch)
+        redrives = await self._load_redrives(batch)
+        dep_status = await self._statuses_of_unknown_deps(batch, redrives)
         for client, message in batch:
             if client is not None and message is not None:
-                self._handle(client, message, dep_status, turn, now)
+                self._handle(client, message, dep_status, redrives, turn, now)
+        if self.drain_deadline is not None and now >= self.drain_deadline:
+            self.core.interrupt_running()
         self.core.tick(now)
         effects = self.core.take_effects()
         for client, request_id, job_ids in turn.position_requests:
@@ -164,6 +219,7 @@ class SchedulerActor:
         client: Client,
         message: ToScheduler | Disconnected,
         dep_status: dict[str, str],
+        redrives: dict[str, list[asyncpg.Record]],
         turn: Turn,
         now: float,
     ) -> None:
@@ -194,6 +250,11 @@ class SchedulerActor:
                 turn.replies.append((client, Reply(request_id, cancel=verdict)))
             case PositionQuery(request_id=request_id, job_ids=job_ids):
                 turn.position_requests.append((client, request_id, job_ids))
+            case RedriveRequest(request_id=request_id, job_id=job_id):
+                rows = redrives.get(job_id, [])
+                items = [restored_from_row(row) for row in rows]
+                done = self.core.redrive(job_id, items, dep_status, now)
+                turn.replies.append((client, Reply(request_id, redrive="redriven" if done else "not_failed")))
             case ExplainQuery(request_id=request_id, job_id=job_id):
                 turn.explain_requests.append((client, request_id, job_id))
             case SupervisorHello(running=running):
@@ -223,17 +284,22 @@ class SchedulerActor:
     def _statuses(self, job_ids: list[str]) -> dict[str, Status]:
         return {job_id: job.status for job_id in job_ids if (job := self.core.jobs.get(job_id)) is not None}
 
-    async def _statuses_of_unknown_deps(
+    async def _load_redrives(
         self, batch: list[tuple[Client | None, ToScheduler | Disconnected | None]]
+    ) -> dict[str, list[asyncpg.Record]]:
+        """Re-drives need the failed job and its upstream_failed descendants, which are not in memory."""
+        wanted = {m.job_id for _, m in batch if isinstance(m, RedriveRequest) and m.job_id not in self.core.jobs}
+        return {job_id: await gateway.load_redrive(self.pool, job_id) for job_id in sorted(wanted)}
+
+    async def _statuses_of_unknown_deps(
+        self,
+        batch: list[tuple[Client | None, ToScheduler | Disconnected | None]],
+        redrives: dict[str, list[asyncpg.Record]],
     ) -> dict[str, str]:
-        unknown = {
-            dep
-            for _, message in batch
-            if isinstance(message, Submitted)
-            for job in message.jobs
-            for dep in job.depends_on
-            if dep not in self.core.jobs and dep not in self.core.recently_finished
-        }
+        """Statuses of dependencies that are not held in memory (they are terminal, or on their way)."""
+        deps = {dep for _, m in batch if isinstance(m, Submitted) for job in m.jobs for dep in job.depends_on}
+        deps |= {dep for rows in redrives.values() for row in rows for dep in row["depends_on"]}
+        unknown = {dep for dep in deps if dep not in self.core.jobs and dep not in self.core.recently_finished}
         return await gateway.job_statuses(self.pool, sorted(unknown)) if unknown else {}
 
     # --------------------------------------------------------------------------------------------- effects
@@ -254,6 +320,7 @@ class SchedulerActor:
                 error=t.error,
                 result=gateway.json_text(t.result) if t.status is Status.SUCCEEDED else None,
                 next_run_at=t.next_run_at,
+                charged=t.charged,
             )
             for t in last.values()
         ]
@@ -262,7 +329,9 @@ class SchedulerActor:
                 conn, [(c.job_id, c.attempt, c.at, c.outcome.value, c.error) for c in effects.closes]
             )
             await gateway.transition_jobs(conn, rows)
-            starts = await gateway.start_attempts(conn, [(s.job_id, s.attempt, s.at) for s in effects.starts])
+            starts = await gateway.start_attempts(
+                conn, [(s.job_id, s.attempt, s.at, s.charged) for s in effects.starts]
+            )
             await gateway.set_attempt_pids(conn, turn.pids)
             await gateway.insert_logs(conn, logs)
         return starts
@@ -351,6 +420,11 @@ def _log_line(t: Transition) -> LogRow:
     level = "error" if t.status in (Status.FAILED, Status.UPSTREAM_FAILED) else "info"
     data = gateway.json_text(t.data) if t.data else None
     return LogRow(t.job_id, t.attempt, t.at, level, t.event, message, data)
+
+
+def _lost_ownership(_: object) -> None:
+    log.error("lost the scheduler lock's connection; exiting so that a standby or restart takes over")
+    os._exit(3)
 
 
 async def _connect_with_backoff(url: str) -> asyncpg.Pool:

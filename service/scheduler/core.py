@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 
+from service.dag import parents_first
 from service.model import ZERO, Outcome, Resources, RetryPolicy, Status
 from service.protocol import CancelVerdict, NewJob
 from service.scheduler.queue import QueueKey, ReadyQueue
@@ -46,6 +47,7 @@ class Transition(msgspec.Struct, gc=False):
     result: Any = None
     attempt: int | None = None
     data: dict[str, Any] | None = None
+    charged: int | None = None  # set when the transition changes the attempts charged
 
 
 class Start(msgspec.Struct, gc=False):
@@ -54,6 +56,7 @@ class Start(msgspec.Struct, gc=False):
     at: float
     timeout_seconds: float | None
     memory_mb: int
+    charged: int  # attempts counted against max_attempts, this one included
     backfilled: bool = False  # started past a blocked head under its reservation
 
 
@@ -121,7 +124,9 @@ class Job:
     key: QueueKey | None = None  # set while pending
     due_at: float | None = None  # set while scheduled
     started_at: float | None = None  # set while running
+    run_at: float | None = None  # not before this time, even once its dependencies have succeeded
     cancel_requested: bool = False
+    interrupt_requested: bool = False
 
 
 class SchedulerCore:
@@ -271,6 +276,7 @@ class SchedulerCore:
             timeout_seconds=new.timeout_seconds,
             retry=new.retry,
             status=new.status,
+            run_at=new.run_at,
         )
         failed_dep: str | None = None
         failed_status = ""
@@ -331,24 +337,8 @@ class SchedulerCore:
 
     def restore_all(self, items: list[Restored], dep_status: Mapping[str, str], now: float) -> None:
         """Rebuild from the database at start-up: parents before children, so edges link up."""
-        by_id = {item.job.job_id: item for item in items}
-        done: set[str] = set()
-
-        def visit(item: Restored) -> None:
-            stack = [(item, iter(item.job.depends_on))]
-            while stack:
-                current, deps = stack[-1]
-                dep = next(deps, None)
-                if dep is None:
-                    stack.pop()
-                    if current.job.job_id not in done:
-                        done.add(current.job.job_id)
-                        self.restore(current, dep_status, now)
-                elif dep in by_id and dep not in done:
-                    stack.append((by_id[dep], iter(by_id[dep].job.depends_on)))
-
-        for item in items:
-            visit(item)
+        for item in _parents_first(items):
+            self.restore(item, dep_status, now)
 
     def supervisor_ready_with(self, running: Iterable[tuple[str, int]], now: float) -> None:
         """The supervisor (re)connected and runs exactly `running`; every other running attempt is lost."""
@@ -380,6 +370,9 @@ class SchedulerCore:
         job.started_at = None
         if job.cancel_requested and outcome is not Outcome.SUCCEEDED:
             outcome = Outcome.CANCELLED
+        elif job.interrupt_requested and outcome is not Outcome.SUCCEEDED:
+            outcome = Outcome.INTERRUPTED
+        job.interrupt_requested = False
         self._effects.closes.append(CloseAttempt(job_id, attempt, now, outcome, error))
         if outcome is Outcome.SUCCEEDED:
             self._succeed(job, result, now)
@@ -388,7 +381,7 @@ class SchedulerCore:
         elif outcome is Outcome.INTERRUPTED:
             # A drain stopped it: back in line without using up an attempt.
             job.charged -= 1
-            self._make_pending(job, now, now, event="interrupted")
+            self._make_pending(job, now, now, event="interrupted", charged=job.charged)
         elif outcome.retryable and job.charged < job.retry.max_attempts:
             delay = job.retry.delay_after(job.charged, self._rng.random())
             self._schedule(
@@ -420,6 +413,50 @@ class SchedulerCore:
         self._finish(job, Status.CANCELLED, now, "cancelled", error="cancelled before it ran")
         return "cancelled"
 
+    def redrive(self, job_id: str, items: list[Restored], dep_status: Mapping[str, str], now: float) -> bool:
+        """Re-drive a failed job from the dead letter queue with fresh attempts; its upstream_failed
+        descendants (`items`, the job itself included) go back to blocked behind it."""
+        if job_id in self.jobs:
+            return False
+        by_id = {item.job.job_id: item for item in items}
+        root = by_id.get(job_id)
+        if root is None or root.job.status is not Status.FAILED:
+            return False
+        job = Job(
+            job_id=job_id,
+            seq=root.job.seq,
+            level=root.job.priority,
+            need=Resources(root.job.cpu_units, root.job.memory_mb),
+            timeout_seconds=root.job.timeout_seconds,
+            retry=root.job.retry,
+            status=Status.FAILED,
+            attempt=root.attempt,
+            charged=0,
+        )
+        self.jobs[job_id] = job
+        self.recently_finished.pop(job_id, None)
+        self._make_pending(job, now, now, charged=0, data={"redriven": True})
+        for item in _parents_first([i for i in items if i.job.job_id != job_id]):
+            child_id = item.job.job_id
+            self.recently_finished.pop(child_id, None)
+            mark = len(self._effects.transitions)
+            self.admit(msgspec.structs.replace(item.job, status=Status.BLOCKED), dep_status, now)
+            child = self.jobs.get(child_id)
+            if child is not None and not any(t.job_id == child_id for t in self._effects.transitions[mark:]):
+                self._effects.transitions.append(Transition(child_id, child.status, now, "blocked"))
+        return True
+
+    def drain(self) -> None:
+        """Start nothing new from now on (graceful shutdown); running attempts may finish."""
+        self.draining = True
+
+    def interrupt_running(self) -> None:
+        """The drain's grace is over: stop every running attempt. Each goes back to pending unused."""
+        for job in self.running.values():
+            if not job.interrupt_requested and not job.cancel_requested:
+                job.interrupt_requested = True
+                self._effects.kills.append(Kill(job.job_id, job.attempt, Outcome.INTERRUPTED))
+
     def tick(self, now: float) -> None:
         """Promote scheduled jobs that are due, then start what fits."""
         while (due := self.next_wakeup()) is not None and due <= now:
@@ -450,7 +487,7 @@ class SchedulerCore:
                     extra = self.reservation.extra
                 continue
             if self.reservation is not None:
-                if self._end_bound(job.timeout_seconds, now) < self.reservation.at:
+                if self.reservation.at != math.inf and self._end_bound(job.timeout_seconds, now) < self.reservation.at:
                     pass  # done before the head's reserved start: cannot delay it
                 elif job.need.fits_in(extra):
                     extra = extra - job.need  # runs past it, but in what the head leaves over
@@ -460,7 +497,13 @@ class SchedulerCore:
             free = free - job.need
 
     def _reserve(self, head: Job, free: Resources, now: float) -> Reservation:
-        ends = sorted((self._end_bound(j.timeout_seconds, j.started_at or now), j.need) for j in self.running.values())
+        ends = sorted(
+            (
+                (self._end_bound(j.timeout_seconds, j.started_at if j.started_at is not None else now), j.need)
+                for j in self.running.values()
+            ),
+            key=lambda end_need: end_need[0],
+        )
         available = free
         for end, need in ends:
             available = available + need
@@ -485,7 +528,15 @@ class SchedulerCore:
         self.running[job.job_id] = job
         self.used = self.used + job.need
         self._effects.starts.append(
-            Start(job.job_id, job.attempt, now, job.timeout_seconds, job.need.memory_mb, backfilled=backfilled)
+            Start(
+                job.job_id,
+                job.attempt,
+                now,
+                job.timeout_seconds,
+                job.need.memory_mb,
+                charged=job.charged,
+                backfilled=backfilled,
+            )
         )
 
     def _set(self, job: Job, status: Status, now: float, event: str, **extra: Any) -> None:
@@ -494,15 +545,15 @@ class SchedulerCore:
         job.status = status
         self._effects.transitions.append(Transition(job.job_id, status, now, event, **extra))
 
-    def _make_pending(self, job: Job, ready_at: float, now: float, event: str = "ready") -> None:
-        was_committed_pending = job.status is Status.PENDING and job.key is None and event == "ready"
+    def _make_pending(self, job: Job, ready_at: float, now: float, event: str = "ready", **extra: Any) -> None:
+        was_committed_pending = job.status is Status.PENDING and job.key is None and event == "ready" and not extra
         job.due_at = None
         job.key = self.queue.key(ready_at=ready_at, level=job.level, seq=job.seq, job_id=job.job_id)
         self.queue.add(job.key)
         if was_committed_pending:
             return
         job.status = Status.PENDING
-        self._effects.transitions.append(Transition(job.job_id, Status.PENDING, now, event))
+        self._effects.transitions.append(Transition(job.job_id, Status.PENDING, now, event, **extra))
 
     def _schedule(self, job: Job, due: float, now: float, event: str, **extra: Any) -> None:
         job.due_at = due
@@ -526,7 +577,10 @@ class SchedulerCore:
                 continue
             child.waiting_on.discard(job.job_id)
             if not child.waiting_on:
-                self._make_pending(child, now, now)
+                if child.run_at is not None and child.run_at > now:
+                    self._schedule(child, child.run_at, now, "scheduled")
+                else:
+                    self._make_pending(child, now, now)
 
     def _finish(self, job: Job, status: Status, now: float, event: str, **extra: Any) -> None:
         """Make a job terminal; a failure fails every descendant too (iteratively: chains can be long)."""
@@ -556,3 +610,9 @@ class SchedulerCore:
 
     def _fail_upstream(self, job: Job, dep: str, dep_status: str, now: float) -> None:
         self._finish(job, Status.UPSTREAM_FAILED, now, "upstream_failed", error=f"dependency {dep} {dep_status}")
+
+
+def _parents_first(items: list[Restored]) -> list[Restored]:
+    by_id = {item.job.job_id: item for item in items}
+    edges = {job_id: item.job.depends_on for job_id, item in by_id.items()}
+    return [by_id[job_id] for job_id in parents_first(list(by_id), edges)]

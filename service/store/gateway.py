@@ -160,13 +160,14 @@ async def job_statuses(db: Executor, job_ids: Sequence[str]) -> dict[str, str]:
     return {r["job_id"]: r["status"] for r in await db.fetch(Q["job_statuses"], list(job_ids))}
 
 
-async def start_attempts(db: Executor, starts: Sequence[tuple[str, int, float]]) -> list[asyncpg.Record]:
-    """Marks jobs running, opens their attempt rows, returns (job_id, type, payload) for the workers."""
+async def start_attempts(db: Executor, starts: Sequence[tuple[str, int, float, int]]) -> list[asyncpg.Record]:
+    """Marks jobs running, opens their attempt rows, returns (job_id, type, payload) for the workers.
+    Each start is (job_id, attempt, at, attempts charged so far)."""
     if not starts:
         return []
     ids, attempts, ats = [s[0] for s in starts], [s[1] for s in starts], [s[2] for s in starts]
     await db.execute(Q["open_attempts"], ids, attempts, ats)
-    return list(await db.fetch(Q["start_attempts"], ids, attempts, ats))
+    return list(await db.fetch(Q["start_attempts"], ids, attempts, ats, [s[3] for s in starts]))
 
 
 async def close_attempts(db: Executor, rows: Sequence[tuple[str, int, float, str, str | None]]) -> None:
@@ -186,7 +187,7 @@ class TransitionRow(msgspec.Struct, gc=False):
     error: str | None = None
     result: str | None = None  # JSON text
     next_run_at: float | None = None
-    attempt_count: int | None = None
+    charged: int | None = None  # attempts_charged, when the transition changes it
 
 
 async def transition_jobs(db: Executor, rows: Sequence[TransitionRow]) -> None:
@@ -195,7 +196,15 @@ async def transition_jobs(db: Executor, rows: Sequence[TransitionRow]) -> None:
         await db.execute(Q["transition_jobs"], *columns)
 
 
+async def load_redrive(db: Executor, job_id: str) -> list[asyncpg.Record]:
+    return list(await db.fetch(Q["load_redrive"], job_id))
+
+
 async def running_resources(db: Executor) -> tuple[int, int]:
     record = await db.fetchrow(Q["running_resources"])
     assert record is not None
     return int(record["cpu_units"]), int(record["memory_mb"])
+
+
+async def try_scheduler_lock(conn: asyncpg.Connection) -> bool:
+    return bool(await conn.fetchval(Q["try_scheduler_lock"]))

@@ -80,9 +80,7 @@ SELECT status::text AS status, count(*) AS n FROM jobs GROUP BY status;
 -- The scheduler's whole state at start-up: every job that is not terminal (jobs_live_idx).
 SELECT job_id, seq, priority::text AS priority, status::text AS status, cpu_units, memory_mb, depends_on,
        timeout_seconds, max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
-       attempt_count,
-       attempt_count - (SELECT count(*) FROM attempts a
-                        WHERE a.job_id = jobs.job_id AND a.outcome = 'interrupted')::int AS charged,
+       attempt_count, attempts_charged AS charged,
        extract(epoch FROM created_at)::float8 AS created_at,
        extract(epoch FROM run_at)::float8 AS run_at,
        extract(epoch FROM next_run_at)::float8 AS next_run_at,
@@ -98,9 +96,9 @@ SELECT job_id, status::text AS status FROM jobs WHERE job_id = ANY($1::text[]);
 -- name: start_attempts
 -- Marks jobs running and hands back what the worker needs, in the same round trip.
 UPDATE jobs j
-SET status = 'running', attempt_count = s.attempt, started_at = to_timestamp(s.at),
+SET status = 'running', attempt_count = s.attempt, attempts_charged = s.charged, started_at = to_timestamp(s.at),
     updated_at = to_timestamp(s.at), next_run_at = NULL, error = NULL
-FROM unnest($1::text[], $2::int[], $3::float8[]) AS s(job_id, attempt, at)
+FROM unnest($1::text[], $2::int[], $3::float8[], $4::int[]) AS s(job_id, attempt, at, charged)
 WHERE j.job_id = s.job_id
 RETURNING j.job_id, j.type, j.payload::text AS payload;
 
@@ -127,15 +125,42 @@ SET status = s.status::job_status,
     updated_at = to_timestamp(s.at),
     finished_at = CASE WHEN s.status IN ('succeeded', 'failed', 'cancelled', 'upstream_failed')
                        THEN to_timestamp(s.at) END,
-    error = CASE WHEN s.status = 'succeeded' THEN NULL ELSE coalesce(s.error, j.error) END,
+    error = s.error,
     result = coalesce(s.result::jsonb, j.result),
     next_run_at = to_timestamp(s.next_run_at),
     ready_at = CASE WHEN s.status = 'pending' THEN to_timestamp(s.at) ELSE j.ready_at END,
-    attempt_count = coalesce(s.attempt_count, j.attempt_count)
+    attempts_charged = coalesce(s.charged, j.attempts_charged)
 FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[], $6::float8[], $7::int[])
-     AS s(job_id, status, at, error, result, next_run_at, attempt_count)
+     AS s(job_id, status, at, error, result, next_run_at, charged)
 WHERE j.job_id = s.job_id;
+
+-- name: load_redrive
+-- A failed job and every upstream_failed job downstream of it, as load_live_jobs shapes them.
+WITH RECURSIVE downstream(job_id) AS (
+    SELECT $1::text
+    UNION
+    SELECT d.job_id
+    FROM job_dependencies d
+    JOIN downstream ON d.depends_on = downstream.job_id
+    JOIN jobs c ON c.job_id = d.job_id AND c.status = 'upstream_failed'
+)
+SELECT job_id, seq, priority::text AS priority, status::text AS status, cpu_units, memory_mb, depends_on,
+       timeout_seconds, max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
+       attempt_count, attempts_charged AS charged,
+       extract(epoch FROM created_at)::float8 AS created_at,
+       extract(epoch FROM run_at)::float8 AS run_at,
+       extract(epoch FROM next_run_at)::float8 AS next_run_at,
+       extract(epoch FROM ready_at)::float8 AS ready_at,
+       extract(epoch FROM started_at)::float8 AS started_at
+FROM jobs
+WHERE job_id IN (SELECT job_id FROM downstream)
+ORDER BY seq;
 
 -- name: running_resources
 SELECT coalesce(sum(cpu_units), 0)::int AS cpu_units, coalesce(sum(memory_mb), 0)::bigint AS memory_mb
 FROM jobs WHERE status = 'running';
+
+-- name: try_scheduler_lock
+-- Ownership of scheduling for this database: a session advisory lock, released by PostgreSQL itself
+-- when the holder's connection ends (a crash, a kill -9, a partition), never by guessing from age.
+SELECT pg_try_advisory_lock(7461736171);

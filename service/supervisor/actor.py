@@ -44,13 +44,14 @@ from service.protocol import (
     WorkerToSupervisor,
 )
 from service.settings import Settings
-from service.supervisor import worker
+from service.supervisor import memory, worker
 from service.supervisor.outcome import classify
 from service.transport import FrameBuffer, send_frame
 
 log = logging.getLogger("taskq.supervisor")
 
 RECONNECT_SECONDS = 0.1
+MEMORY_CHECK_SECONDS = 0.1
 
 
 @dataclass(eq=False)
@@ -83,6 +84,9 @@ class Supervisor:
         self.stopping = False
         self.stop_deadline = 0.0
         self._wake_r, self._wake_w = socket.socketpair()
+        self.next_memory_check = 0.0
+        # What an idle worker holds before its handler allocates anything: the forked interpreter.
+        self.baseline_rss = memory.resident_bytes(os.getpid()) or 0
 
     # ---------------------------------------------------------------------------------------------- loop
 
@@ -98,7 +102,7 @@ class Supervisor:
                 self._connect()
             self._enforce_deadlines(now)
             if self.stopping:
-                if (not self.busy and not self.outbox) or now >= self.stop_deadline:
+                if (not self.busy and (not self.outbox or self.conn is None)) or now >= self.stop_deadline:
                     break
             elif self.conn is not None and len(self.spares) < self.settings.spare_workers:
                 self._add_spare()
@@ -119,6 +123,8 @@ class Supervisor:
                 moments.append(w.escalate_at)
         if self.stopping:
             moments.append(self.stop_deadline)
+        if self.busy:
+            moments.append(self.next_memory_check)
         return max(0.0, min(moments) - now)
 
     def _on_stop_signal(self, signum: int, frame: object) -> None:
@@ -149,7 +155,10 @@ class Supervisor:
             return
         self.conn = sock
         self.conn_frames = FrameBuffer(SchedulerToSupervisor)
-        running = [AttemptRef(job_id, attempt) for job_id, attempt in self.busy]
+        # Attempts still running, and those that ended but whose report is not yet acknowledged: the
+        # reports follow this Hello, so the scheduler must not declare those attempts lost.
+        owned = [*self.busy, *((r.job_id, r.attempt) for r in self.outbox.values())]
+        running = [AttemptRef(job_id, attempt) for job_id, attempt in owned]
         self._send(SupervisorHello(self.pid, running))
         for seq in sorted(self.outbox):
             self._send(self.outbox[seq])
@@ -315,7 +324,21 @@ class Supervisor:
         _signal(w.pid, signal.SIGTERM)
 
     def _enforce_deadlines(self, now: float) -> None:
+        check_memory = now >= self.next_memory_check
+        if check_memory:
+            self.next_memory_check = now + MEMORY_CHECK_SECONDS
         for w in list(self.busy.values()):
+            if check_memory and w.kill_reason is None and w.job is not None:
+                rss = memory.resident_bytes(w.pid)
+                if rss is not None and rss > memory.limit_bytes(w.job.memory_mb, self.baseline_rss):
+                    log.warning(
+                        "worker %d of %s uses %d MB, above its %d MB (+margin): killing it",
+                        w.pid,
+                        w.job.job_id,
+                        rss >> 20,
+                        w.job.memory_mb,
+                    )
+                    self._kill(w, Outcome.MEMORY_EXCEEDED)
             if w.kill_reason is None and w.deadline is not None and now >= w.deadline:
                 self._kill(w, Outcome.TIMED_OUT)
             if w.escalate_at is not None and now >= w.escalate_at:

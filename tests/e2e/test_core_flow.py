@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -204,16 +205,34 @@ def test_job_logs_hold_lifecycle_events_and_handler_lines(service: Service) -> N
     assert service.http.get("/jobs/unknown/logs").status_code == 404
 
 
-def test_sigterm_interrupts_without_using_an_attempt_and_a_restart_finishes_everything(
+def test_sigterm_drains_running_jobs_refuses_new_ones_and_a_restart_continues(
     service_factory: Callable[..., Service],
 ) -> None:
     first = service_factory().start()
-    blocker = hold_whole_node(first, seconds=2)
+    blocker = hold_whole_node(first, seconds=1.5)
     waiting = [first.submit(type="quick_task")["job_id"] for _ in range(3)]
-    assert first.stop() == 0
+    assert first.process is not None
+    first.process.send_signal(signal.SIGTERM)
+    ready = wait_until(lambda: first.http.get("/health/ready").status_code == 503, timeout=1.0, what="not ready")
+    assert ready
+    refused = first.http.post("/jobs", json={"type": "quick_task"})
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert first.process.wait(20) == 0
     second = service_factory(first.database_url).start()
-    resumed = second.wait_status(blocker, "succeeded")
-    assert [a["outcome"] for a in resumed["attempts"]] == ["interrupted", "succeeded"]
+    assert [a["outcome"] for a in second.job(blocker)["attempts"]] == ["succeeded"]  # it finished in the grace
     for job_id in waiting:
         done = second.wait_status(job_id, "succeeded")
-        assert [a["outcome"] for a in done["attempts"]] == ["succeeded"]
+        assert [a["outcome"] for a in done["attempts"]] == ["succeeded"]  # none started during the drain
+
+
+def test_jobs_still_running_after_the_grace_are_interrupted_without_using_an_attempt(
+    service_factory: Callable[..., Service],
+) -> None:
+    first = service_factory(TASKQ_SHUTDOWN_GRACE_SECONDS="0.5").start()
+    job = first.submit(type="long_running", payload={"duration_seconds": 2}, retry_config={"max_attempts": 1})
+    first.wait_status(job["job_id"], "running")
+    assert first.stop() == 0
+    second = service_factory(first.database_url, TASKQ_SHUTDOWN_GRACE_SECONDS="0.5").start()
+    done = second.wait_status(job["job_id"], "succeeded")
+    assert [a["outcome"] for a in done["attempts"]] == ["interrupted", "succeeded"]  # max_attempts 1 and yet it ran

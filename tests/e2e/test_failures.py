@@ -1,0 +1,239 @@
+"""Failure handling with real faults: retries, timeouts by kill, cancellation, crashes of workers and of
+actors, idempotency under concurrency, the dead letter queue."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import httpx
+import psutil
+
+from tests.conftest import Service, wait_until
+
+
+def ts(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def duration(attempt: dict[str, Any]) -> float:
+    return ts(attempt["finished_at"]) - ts(attempt["started_at"])
+
+
+def gap(before: dict[str, Any], after: dict[str, Any]) -> float:
+    return ts(after["started_at"]) - ts(before["finished_at"])
+
+
+def test_scenario_5_retries_timeouts_permanent_failures_and_dependents(service_factory: Callable[..., Service]) -> None:
+    service = service_factory(TASKQ_KILL_GRACE_SECONDS="0.5").start()
+    service.submit(
+        job_id="unreliable_api_call",
+        type="external_api",
+        payload={"endpoint": "flaky_service", "fail_times": 2},
+        retry_config={"max_attempts": 3, "backoff_multiplier": 2, "initial_delay_seconds": 0.2, "jitter": 0},
+    )
+    service.submit(
+        job_id="dependent_on_flaky",
+        type="processing",
+        depends_on=["unreliable_api_call"],
+        retry_config={"max_attempts": 1},
+    )
+    service.submit(
+        job_id="will_timeout",
+        type="long_running",
+        payload={"duration_seconds": 300},
+        timeout_seconds=0.5,
+        retry_config={"max_attempts": 2, "initial_delay_seconds": 0.2, "jitter": 0},
+    )
+    service.submit(
+        job_id="will_fail_permanently",
+        type="invalid_operation",
+        payload={"error": "division_by_zero"},
+        retry_config={"max_attempts": 3},
+    )
+    # Fails twice, then succeeds on its third attempt, after backoffs of 0.2 s and 0.4 s.
+    flaky = service.wait_status("unreliable_api_call", "succeeded")
+    attempts = flaky["attempts"]
+    assert [a["outcome"] for a in attempts] == ["failed", "failed", "succeeded"]
+    assert gap(attempts[0], attempts[1]) >= 0.2
+    assert gap(attempts[1], attempts[2]) >= 0.4
+    # The dependent ran only after its parent succeeded.
+    dependent = service.wait_status("dependent_on_flaky", "succeeded")
+    assert ts(dependent["attempts"][0]["started_at"]) >= ts(attempts[2]["finished_at"])
+    # The timeout kills the worker, retries with backoff, then fails the job.
+    timed_out = service.wait_status("will_timeout", "failed", timeout=30)
+    assert [a["outcome"] for a in timed_out["attempts"]] == ["timed_out", "timed_out"]
+    for attempt in timed_out["attempts"]:
+        assert 0.5 <= duration(attempt) <= 0.5 + 0.5 + 1.0
+    assert gap(*timed_out["attempts"]) >= 0.2
+    # A permanent error is not retried.
+    permanent = service.wait_status("will_fail_permanently", "failed")
+    assert permanent["attempt_count"] == 1
+    assert [a["outcome"] for a in permanent["attempts"]] == ["permanent_failure"]
+    assert "division_by_zero" in permanent["error"]
+    dlq = service.http.get("/dlq").json()["items"]
+    assert {job["job_id"] for job in dlq} == {"will_timeout", "will_fail_permanently"}
+
+
+def test_busy_loop_ignoring_sigterm_is_killed_at_its_timeout(service_factory: Callable[..., Service]) -> None:
+    service = service_factory(TASKQ_KILL_GRACE_SECONDS="0.5").start()
+    job = service.submit(
+        type="long_running",
+        payload={"busy_seconds": 60, "ignore_sigterm": True},
+        timeout_seconds=0.5,
+        retry_config={"max_attempts": 1},
+    )
+    failed = service.wait_status(job["job_id"], "failed", timeout=10)
+    attempt = failed["attempts"][0]
+    assert attempt["outcome"] == "timed_out"
+    assert "SIGKILL" in attempt["error"]  # SIGTERM was ignored: the kill escalated
+    assert 0.5 <= duration(attempt) <= 0.5 + 0.5 + 1.0
+
+
+def test_cancel_of_a_running_job_kills_it_and_fails_its_descendants(service_factory: Callable[..., Service]) -> None:
+    service = service_factory(TASKQ_KILL_GRACE_SECONDS="0.5").start()
+    parent = service.submit(type="long_running", payload={"busy_seconds": 60, "ignore_sigterm": True})
+    child = service.submit(type="report", depends_on=[parent["job_id"]])
+    running = service.wait_status(parent["job_id"], "running")
+    wait_until(lambda: service.job(parent["job_id"])["attempts"][0]["worker_pid"], what="worker pid")
+    pid = service.job(parent["job_id"])["attempts"][0]["worker_pid"]
+    assert running["status"] == "running"
+    response = service.http.patch(f"/jobs/{parent['job_id']}/cancel")
+    assert response.status_code == 200
+    assert response.json()["cancel_requested"] is True
+    cancelled = service.wait_status(parent["job_id"], "cancelled", timeout=0.5 + 1.5)
+    assert cancelled["attempts"][0]["outcome"] == "cancelled"
+    assert service.wait_status(child["job_id"], "upstream_failed")["attempts"] == []
+    wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", what="worker gone")
+    assert service.http.patch(f"/jobs/{parent['job_id']}/cancel").status_code == 409
+
+
+def test_worker_killed_by_hand_is_crashed_and_retried(service: Service) -> None:
+    job = service.submit(
+        type="data_export",
+        payload={"duration_seconds": 30},
+        timeout_seconds=60,
+        retry_config={"initial_delay_seconds": 0.1, "jitter": 0},
+    )
+    service.wait_status(job["job_id"], "running")
+    pid = wait_until(lambda: service.job(job["job_id"])["attempts"][0]["worker_pid"], what="worker pid")
+    os.kill(pid, signal.SIGKILL)
+    retried = wait_until(lambda: len(service.job(job["job_id"])["attempts"]) == 2, what="second attempt")
+    assert retried
+    attempts = service.job(job["job_id"])["attempts"]
+    assert attempts[0]["outcome"] == "crashed"
+    assert "SIGKILL" in attempts[0]["error"]
+    service.http.patch(f"/jobs/{job['job_id']}/cancel")
+    service.wait_status(job["job_id"], "cancelled")
+
+
+def test_worker_above_its_memory_limit_is_killed(service: Service) -> None:
+    job = service.submit(
+        type="data_processing",
+        payload={"allocate_mb": 400, "duration_seconds": 5},
+        resource_requirements={"cpu_units": 1, "memory_mb": 64},
+        retry_config={"max_attempts": 1},
+    )
+    failed = service.wait_status(job["job_id"], "failed", timeout=15)
+    assert failed["attempts"][0]["outcome"] == "memory_exceeded"
+    fits = service.submit(
+        type="data_processing",
+        payload={"allocate_mb": 50, "duration_seconds": 0.3},
+        resource_requirements={"cpu_units": 1, "memory_mb": 128},
+    )
+    assert service.wait_status(fits["job_id"], "succeeded")["attempt_count"] == 1
+
+
+def test_twenty_concurrent_identical_submissions_make_one_job_and_one_execution(service: Service) -> None:
+    body = {"job_id": "pay-invoice-42", "type": "external_api", "payload": {"invoice": 42, "duration_seconds": 0.2}}
+
+    def post(_: int) -> int:
+        with httpx.Client(base_url=service.base_url, timeout=30) as http:
+            return http.post("/jobs", json=body).status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        codes = sorted(pool.map(post, range(20)))
+    assert codes == [200] * 19 + [201]
+    done = service.wait_status("pay-invoice-42", "succeeded")
+    assert done["attempt_count"] == 1
+    keyed = service.http.post("/jobs", json={"type": "notification"}, headers={"Idempotency-Key": "notify-1"})
+    again = service.http.post("/jobs", json={"type": "notification"}, headers={"Idempotency-Key": "notify-1"})
+    assert (keyed.status_code, again.status_code) == (201, 200)
+    assert again.json()["job_id"] == "notify-1"
+
+
+def test_dead_letter_queue_lists_failed_jobs_and_retry_redrives_them_with_descendants(service: Service) -> None:
+    parent = service.submit(
+        job_id="flaky_parent",
+        type="external_api",
+        payload={"fail_times": 2},
+        retry_config={"max_attempts": 2, "initial_delay_seconds": 0.05, "jitter": 0},
+    )
+    child = service.submit(job_id="needs_parent", type="report", depends_on=["flaky_parent"])
+    grandchild = service.submit(job_id="needs_child", type="notification", depends_on=["needs_parent"])
+    service.wait_status(parent["job_id"], "failed")
+    service.wait_status(grandchild["job_id"], "upstream_failed")
+    dlq = service.http.get("/dlq").json()
+    assert [job["job_id"] for job in dlq["items"]] == ["flaky_parent"]
+    assert dlq["items"][0]["error"]
+    assert service.http.post("/jobs/needs_parent/retry").status_code == 409  # only failed jobs
+    assert service.http.post("/jobs/nope/retry").status_code == 404
+    redriven = service.http.post("/jobs/flaky_parent/retry")
+    assert redriven.status_code == 200
+    assert redriven.json()["status"] in ("pending", "running", "succeeded")
+    done = service.wait_status("flaky_parent", "succeeded")
+    assert [a["outcome"] for a in done["attempts"]] == ["failed", "failed", "succeeded"]
+    assert service.wait_status(child["job_id"], "succeeded")["attempt_count"] == 1
+    assert service.wait_status(grandchild["job_id"], "succeeded")["attempt_count"] == 1
+    assert service.http.get("/dlq").json()["items"] == []
+
+
+def test_killed_scheduler_is_restarted_and_nothing_runs_twice(service: Service) -> None:
+    ids = [
+        service.submit(type="quick_task", payload={"duration_seconds": 0.3}, resource_requirements={"cpu_units": 2})[
+            "job_id"
+        ]
+        for _ in range(12)
+    ]
+    scheduler = service.actor_pids()["scheduler"]
+    os.kill(scheduler, signal.SIGKILL)
+    wait_until(lambda: service.actor_pids().get("scheduler") not in (None, scheduler), what="a new scheduler")
+    for job_id in ids:
+        done = service.wait_status(job_id, "succeeded", timeout=30)
+        assert [a["outcome"] for a in done["attempts"]] == ["succeeded"]
+
+
+def test_killed_supervisor_is_restarted_and_its_lost_attempts_are_retried(service: Service) -> None:
+    job = service.submit(
+        type="long_running", payload={"duration_seconds": 1}, retry_config={"initial_delay_seconds": 0}
+    )
+    service.wait_status(job["job_id"], "running")
+    worker = wait_until(lambda: service.job(job["job_id"])["attempts"][0]["worker_pid"], what="worker pid")
+    supervisor = service.actor_pids()["supervisor"]
+    os.kill(supervisor, signal.SIGKILL)
+    done = service.wait_status(job["job_id"], "succeeded", timeout=30)
+    assert [a["outcome"] for a in done["attempts"]] == ["crashed", "succeeded"]
+    assert not psutil.pid_exists(worker) or psutil.Process(worker).status() == "zombie"  # it died with its parent
+    assert service.actor_pids()["supervisor"] != supervisor
+
+
+def test_kill_9_of_the_whole_tree_then_restart_recovers_running_jobs(service_factory: Callable[..., Service]) -> None:
+    first = service_factory().start()
+    job = first.submit(type="long_running", payload={"duration_seconds": 30}, retry_config={"initial_delay_seconds": 0})
+    quick = [first.submit(type="quick_task")["job_id"] for _ in range(3)]
+    first.wait_status(job["job_id"], "running")
+    tree = [first.pid, *[p.pid for p in psutil.Process(first.pid).children(recursive=True)]]
+    first.kill()  # SIGKILL to the root's process group; its children die with it (PR_SET_PDEATHSIG)
+    wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in tree))
+    second = service_factory(first.database_url).start()
+    for job_id in quick:
+        assert second.wait_status(job_id, "succeeded")["status"] == "succeeded"
+    recovered = wait_until(lambda: len(second.job(job["job_id"])["attempts"]) == 2, what="a second attempt")
+    assert recovered
+    assert second.job(job["job_id"])["attempts"][0]["outcome"] == "crashed"
+    second.http.patch(f"/jobs/{job['job_id']}/cancel")
+    second.wait_status(job["job_id"], "cancelled")

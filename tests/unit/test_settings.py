@@ -1,0 +1,126 @@
+"""Settings are read from TASKQ_* variables, validated once, and rejected with one phrasing of error."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from service.settings import SETTINGS, Settings, SettingsError, load
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def test_an_empty_environment_loads_every_default() -> None:
+    assert load({}) == Settings(
+        database_url=None,
+        data_dir="./.data",
+        host="127.0.0.1",
+        port=8000,
+        cpu_units=8,
+        memory_mb=4096,
+        shutdown_grace_seconds=30.0,
+        handlers=(),
+        aging_interval_seconds=60.0,
+        kill_grace_seconds=2.0,
+        default_timeout_seconds=3600.0,
+        spare_workers=1,
+        max_body_bytes=1048576,
+        log_level="INFO",
+    )
+
+
+def test_given_values_override_the_defaults_and_are_parsed_to_their_types() -> None:
+    settings = load(
+        {
+            "TASKQ_PORT": " 9000 ",
+            "TASKQ_CPU_UNITS": "2",
+            "TASKQ_MEMORY_MB": "512",
+            "TASKQ_SHUTDOWN_GRACE_SECONDS": "0.5",
+            "TASKQ_AGING_INTERVAL_SECONDS": "0.001",
+            "TASKQ_LOG_LEVEL": "debug",
+        }
+    )
+
+    assert (settings.port, settings.cpu_units, settings.memory_mb) == (9000, 2, 512)
+    assert (settings.shutdown_grace_seconds, settings.aging_interval_seconds) == (0.5, 0.001)
+    assert settings.log_level == "DEBUG"
+
+
+def test_load_without_a_mapping_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKQ_PORT", "8123")
+
+    assert load().port == 8123
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "message"),
+    [
+        ("TASKQ_PORT", "abc", "expected TASKQ_PORT to be an integer 1-65535, got 'abc'"),
+        ("TASKQ_PORT", "0", "expected TASKQ_PORT to be an integer 1-65535, got '0'"),
+        ("TASKQ_PORT", "70000", "expected TASKQ_PORT to be an integer 1-65535, got '70000'"),
+        ("TASKQ_PORT", "", "expected TASKQ_PORT to be an integer 1-65535, got ''"),
+        ("TASKQ_CPU_UNITS", "-1", "expected TASKQ_CPU_UNITS to be an integer 1-1000000, got '-1'"),
+        ("TASKQ_MEMORY_MB", "x", "expected TASKQ_MEMORY_MB to be an integer 1-1099511627776, got 'x'"),
+        (
+            "TASKQ_SHUTDOWN_GRACE_SECONDS",
+            "nan",
+            "expected TASKQ_SHUTDOWN_GRACE_SECONDS to be a number 0-86400, got 'nan'",
+        ),
+        (
+            "TASKQ_HANDLERS",
+            "not a module",
+            "expected TASKQ_HANDLERS to be comma-separated Python module names, got 'not a module'",
+        ),
+        ("TASKQ_LOG_LEVEL", "loud", "expected TASKQ_LOG_LEVEL to be one of DEBUG, INFO, WARNING, ERROR, got 'loud'"),
+        (
+            "TASKQ_AGING_INTERVAL_SECONDS",
+            "0",
+            "expected TASKQ_AGING_INTERVAL_SECONDS to be a number 0.001-31536000, got '0'",
+        ),
+        ("TASKQ_DATA_DIR", "  ", "expected TASKQ_DATA_DIR to be a directory path, got '  '"),
+    ],
+)
+def test_a_bad_value_raises_settings_error_naming_the_variable_its_rule_and_the_value(
+    variable: str, raw: str, message: str
+) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load({variable: raw})
+
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("raw", "modules"),
+    [
+        ("", ()),
+        ("myjobs", ("myjobs",)),
+        ("myjobs.billing, reports ,etl.tasks_v2", ("myjobs.billing", "reports", "etl.tasks_v2")),
+        ("a,,b,", ("a", "b")),
+    ],
+)
+def test_handlers_are_parsed_as_comma_separated_module_names(raw: str, modules: tuple[str, ...]) -> None:
+    assert load({"TASKQ_HANDLERS": raw}).handlers == modules
+
+
+@pytest.mark.parametrize("raw", ["", "   "])
+def test_an_empty_database_url_means_no_external_database(raw: str) -> None:
+    assert load({"TASKQ_DATABASE_URL": raw}).database_url is None
+
+
+def test_a_database_url_is_kept_as_given() -> None:
+    url = "postgresql://taskq:secret@db.internal:5432/taskq"
+
+    assert load({"TASKQ_DATABASE_URL": url}).database_url == url
+
+
+def test_every_setting_is_documented_in_the_readme_configuration_table() -> None:
+    """Expected to fail until README.md exists with a configuration table naming every TASKQ_* setting."""
+    assert README.is_file(), f"{README} does not exist; it must document every setting in a configuration table"
+    table_rows = [line for line in README.read_text(encoding="utf-8").splitlines() if line.lstrip().startswith("|")]
+    documented = {name for row in table_rows for name in re.findall(r"\bTASKQ_[A-Z0-9_]+\b", row)}
+
+    missing = [setting.env for setting in SETTINGS if setting.env not in documented]
+
+    assert not missing, f"settings missing from README.md's configuration table: {missing}"
