@@ -86,6 +86,23 @@ CREATE TABLE public.job_dependencies (
 
 
 --
+-- Name: job_events; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.job_events (
+    seq bigint NOT NULL,
+    at timestamp with time zone NOT NULL,
+    job_id text NOT NULL,
+    type text NOT NULL,
+    priority public.job_priority NOT NULL,
+    status public.job_status NOT NULL,
+    event text NOT NULL,
+    attempt integer,
+    error text
+);
+
+
+--
 -- Name: job_logs; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -200,6 +217,14 @@ ALTER TABLE ONLY public.attempts
 
 ALTER TABLE ONLY public.job_dependencies
     ADD CONSTRAINT job_dependencies_pkey PRIMARY KEY (job_id, depends_on);
+
+
+--
+-- Name: job_events job_events_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.job_events
+    ADD CONSTRAINT job_events_pkey PRIMARY KEY (seq);
 
 
 --
@@ -319,4 +344,5 @@ ALTER TABLE ONLY public.job_logs
 
 INSERT INTO public.schema_migrations (version) VALUES
     ('20261129000001'),
-    ('20261129000002');
+    ('20261129000002'),
+    ('20261129000003');

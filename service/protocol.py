@@ -36,6 +36,7 @@ class NewJob(msgspec.Struct, gc=False):
     """What the scheduler needs of a job that was just committed (never the payload)."""
 
     job_id: str
+    type: str
     seq: int  # insertion order: FIFO within a priority
     priority: int  # Priority.level
     cpu_units: int
@@ -91,7 +92,30 @@ class Reply(Message):
 
 
 ApiToScheduler = ApiHello | Submitted | CancelRequest | PositionQuery | ExplainQuery | RedriveRequest
-SchedulerToApi = Reply
+
+
+class JobEvent(msgspec.Struct, gc=False):
+    """One status change of one job, as the WebSocket stream shows it. `seq` is gap-free and increasing:
+    the scheduler is the only sequencer."""
+
+    seq: int
+    at: float
+    job_id: str
+    type: str
+    priority: str
+    status: str
+    event: str
+    attempt: int | None = None
+    error: str | None = None
+
+
+class Events(Message):
+    """Scheduler -> every API: the committed status changes of one turn, in order."""
+
+    events: list[JobEvent]
+
+
+SchedulerToApi = Reply | Events
 
 # --------------------------------------------------------------------------------------------------------------
 # supervisor <-> scheduler

@@ -33,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True):
     kill_grace_seconds: float
     default_timeout_seconds: float
     spare_workers: int
+    max_log_lines: int
     max_body_bytes: int
     log_level: str
 
@@ -156,6 +157,13 @@ SETTINGS: tuple[Setting, ...] = (
         "pre-forked idle workers kept ready so a start costs no fork",
         _integer(0, 64),
         "an integer 0-64",
+    ),
+    Setting(
+        "max_log_lines",
+        "1000",
+        "handler log lines (logger, stdout, stderr) kept per attempt; the rest are counted and dropped",
+        _integer(0, 1_000_000),
+        "an integer 0-1000000",
     ),
     Setting(
         "max_body_bytes",

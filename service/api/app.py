@@ -37,6 +37,7 @@ from service.api.schemas import (
     decode_submission,
     validate,
 )
+from service.api.stream import EventHub, job_stream
 from service.api.submit import SubmitBatcher, new_job_id, timestamp
 from service.dag import find_cycle, parents_first
 from service.errors import (
@@ -419,11 +420,12 @@ def create_app(settings: Settings, database_url: str, scheduler_socket: str) -> 
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         handlers.load(settings.handlers)
         pool = await gateway.connect_pool(database_url, min_size=2, max_size=10, custom_plans=True)
-        link = SchedulerLink(scheduler_socket)
+        hub = EventHub()
+        link = SchedulerLink(scheduler_socket, hub.publish)
         link.start()
         batcher = SubmitBatcher(pool, link, settings.default_timeout_seconds)
         batcher.start()
-        app.state.update(settings=settings, pool=pool, link=link, batcher=batcher, draining=False)
+        app.state.update(settings=settings, pool=pool, link=link, batcher=batcher, hub=hub, draining=False)
         # SIGUSR1 from the root: the service drains. Reads go on; new submissions get 503.
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, lambda: app.state.update(draining=True))
         try:
@@ -447,6 +449,7 @@ def create_app(settings: Settings, database_url: str, scheduler_socket: str) -> 
             live,
             ready,
             stats,
+            job_stream,
         ],
         lifespan=[lifespan],
         exception_handlers={

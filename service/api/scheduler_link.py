@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 
 from service.errors import ServiceUnavailable
-from service.protocol import ApiHello, ApiToScheduler, Reply, SchedulerToApi
+from service.protocol import ApiHello, ApiToScheduler, Events, JobEvent, Reply, SchedulerToApi
 from service.transport import AsyncChannel, ChannelClosed
 
 log = logging.getLogger("taskq.api.link")
@@ -24,8 +24,9 @@ REQUEST_TIMEOUT_SECONDS = 5.0
 
 
 class SchedulerLink:
-    def __init__(self, socket_path: str) -> None:
+    def __init__(self, socket_path: str, on_events: Callable[[list[JobEvent]], None]) -> None:
         self.socket_path = socket_path
+        self.on_events = on_events
         self._channel: AsyncChannel[SchedulerToApi] | None = None
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._ids = itertools.count(1)
@@ -82,10 +83,13 @@ class SchedulerLink:
             self._connected.set()
             try:
                 while True:
-                    reply = await channel.receive()
-                    future = self._waiting.get(reply.request_id)
+                    message = await channel.receive()
+                    if isinstance(message, Events):
+                        self.on_events(message.events)
+                        continue
+                    future = self._waiting.get(message.request_id)
                     if future is not None and not future.done():
-                        future.set_result(reply)
+                        future.set_result(message)
             except ChannelClosed:
                 log.warning("scheduler link lost; reconnecting")
             finally:

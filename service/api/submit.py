@@ -255,6 +255,7 @@ def _new_job(item: _Pending, row: JobRow, seq: int, created_at: float) -> NewJob
     s = item.submission
     return NewJob(
         job_id=item.job_id,
+        type=s.type,
         seq=seq,
         priority=s.priority.level,
         cpu_units=row.cpu_units,

@@ -7,6 +7,7 @@ Payload knobs, shared by all of them:
   ignore_sigterm    true: the worker ignores SIGTERM (the kill must escalate to SIGKILL)
   exit_code         end the worker process abruptly with os._exit(code) mid-job (a crash)
   allocate_mb       hold this much memory (touched, so resident) while it sleeps
+  print_lines       write this many lines to stdout (they land in the job's logs)
 `invalid_operation` always raises a permanent error.
 """
 
@@ -46,6 +47,8 @@ async def simulate(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     fail_times = int(payload.get("fail_times", 0))
     ctx.log.info("attempt %d of job %s starting", ctx.attempt, ctx.job_id)
+    for line in range(int(payload.get("print_lines", 0))):
+        print(f"stdout line {line}")
     busy = float(payload.get("busy_seconds", 0))
     if busy > 0:
         deadline = time.monotonic() + busy

@@ -33,8 +33,10 @@ from service.protocol import (
     AttemptFinished,
     AttemptStarted,
     CancelRequest,
+    Events,
     ExplainQuery,
     HandlerLog,
+    JobEvent,
     KillJob,
     NewJob,
     PositionQuery,
@@ -53,6 +55,10 @@ from service.store.gateway import LogRow, TransitionRow
 from service.transport import AsyncChannel, ChannelClosed
 
 log = logging.getLogger("taskq.scheduler")
+
+# Status changes kept for stream replay (?after=<seq>); older ones are pruned.
+EVENT_WINDOW = 100_000
+_PRIORITY_NAMES = {p.level: p.value for p in Priority}
 
 _json_decode = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -77,6 +83,7 @@ class Turn:
     acks: list[int] = field(default_factory=list)
     logs: list[LogRow] = field(default_factory=list)
     pids: list[tuple[str, int, int]] = field(default_factory=list)
+    events: list[JobEvent] = field(default_factory=list)
 
 
 class SchedulerActor:
@@ -92,6 +99,9 @@ class SchedulerActor:
         # (None, None) is the wake-up put by the SIGTERM handler.
         self.inbox: asyncio.Queue[tuple[Client | None, ToScheduler | Disconnected | None]] = asyncio.Queue()
         self.supervisor: Client | None = None
+        self.api_clients: set[Client] = set()
+        self.event_seq = 0  # the last stream sequence number handed out
+        self.pruned_up_to = 0
         self.stopping = False
         self.drain_deadline: float | None = None  # epoch seconds; set while draining
 
@@ -226,6 +236,10 @@ class SchedulerActor:
         match message:
             case Submitted(request_id=request_id, jobs=jobs):
                 for job in jobs:
+                    if job.job_id not in self.core.jobs:
+                        turn.events.append(
+                            self._event(now, job.job_id, job.type, job.priority, job.status, "submitted")
+                        )
                     self.core.admit(job, dep_status, now)
                 turn.position_requests.append((client, request_id, [job.job_id for job in jobs]))
             case AttemptFinished():
@@ -267,11 +281,29 @@ class SchedulerActor:
                 log.info("supervisor %d is stopping; dispatch paused", message.pid)
             case ApiHello():
                 client.role = "api"
+                self.api_clients.add(client)
             case Disconnected():
+                self.api_clients.discard(client)
                 if client is self.supervisor:
                     self.supervisor = None
                     self.core.supervisor_lost()
                     log.warning("supervisor disconnected; dispatch paused")
+
+    def _event(
+        self,
+        at: float,
+        job_id: str,
+        job_type: str,
+        level: int,
+        status: Status,
+        event: str,
+        attempt: int | None = None,
+        error: str | None = None,
+    ) -> JobEvent:
+        self.event_seq += 1
+        return JobEvent(
+            self.event_seq, at, job_id, job_type, _PRIORITY_NAMES[level], status.value, event, attempt, error
+        )
 
     def _positions(self, job_ids: list[str]) -> dict[str, int]:
         positions = {}
@@ -307,7 +339,15 @@ class SchedulerActor:
     async def _commit(self, effects: Effects, turn: Turn) -> list[asyncpg.Record]:
         """Every state change of the turn in one transaction. Raises (and so restarts the actor) on failure."""
         logs = turn.logs + [_log_line(t) for t in effects.transitions]
-        if not (effects or logs or turn.pids):
+        for t in effects.transitions:
+            turn.events.append(self._event(t.at, t.job_id, t.job_type, t.level, t.status, t.event, t.attempt, t.error))
+        for start in effects.starts:
+            job = self.core.jobs.get(start.job_id)
+            if job is not None:
+                turn.events.append(
+                    self._event(start.at, job.job_id, job.type, job.level, Status.RUNNING, "started", start.attempt)
+                )
+        if not (effects or logs or turn.pids or turn.events):
             return []
         last: dict[str, Transition] = {}
         for transition in effects.transitions:
@@ -334,6 +374,10 @@ class SchedulerActor:
             )
             await gateway.set_attempt_pids(conn, turn.pids)
             await gateway.insert_logs(conn, logs)
+            await gateway.insert_events(conn, turn.events)
+            if self.event_seq - self.pruned_up_to > 2 * EVENT_WINDOW:
+                self.pruned_up_to = self.event_seq - EVENT_WINDOW
+                await gateway.prune_events(conn, self.pruned_up_to)
         return starts
 
     def _deliver(self, effects: Effects, starts: list[asyncpg.Record], turn: Turn) -> None:
@@ -363,10 +407,17 @@ class SchedulerActor:
         for client, reply in turn.replies:
             with contextlib.suppress(ChannelClosed):
                 client.channel.send(reply)
+        if turn.events:
+            published = Events(turn.events)
+            for api in list(self.api_clients):
+                with contextlib.suppress(ChannelClosed):
+                    api.channel.send(published)
 
     # --------------------------------------------------------------------------------------------- rebuild
 
     async def _rebuild(self) -> None:
+        self.event_seq = await gateway.last_event_seq(self.pool)
+        self.pruned_up_to = (await gateway.first_event_seq(self.pool) or 1) - 1
         rows = await gateway.load_live_jobs(self.pool)
         live = {row["job_id"] for row in rows}
         outside = sorted({dep for row in rows for dep in row["depends_on"] if dep not in live})
@@ -380,6 +431,7 @@ class SchedulerActor:
 def restored_from_row(row: asyncpg.Record) -> Restored:
     job = NewJob(
         job_id=row["job_id"],
+        type=row["type"],
         seq=row["seq"],
         priority=Priority(row["priority"]).level,
         cpu_units=row["cpu_units"],

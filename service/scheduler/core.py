@@ -42,6 +42,8 @@ class Transition(msgspec.Struct, gc=False):
     status: Status
     at: float
     event: str
+    job_type: str = ""
+    level: int = 0
     error: str | None = None
     next_run_at: float | None = None
     result: Any = None
@@ -111,6 +113,7 @@ class Restored:
 @dataclass(slots=True)
 class Job:
     job_id: str
+    type: str
     seq: int
     level: int
     need: Resources
@@ -270,6 +273,7 @@ class SchedulerCore:
             return
         job = Job(
             job_id=new.job_id,
+            type=new.type,
             seq=new.seq,
             level=new.priority,
             need=Resources(new.cpu_units, new.memory_mb),
@@ -312,6 +316,7 @@ class SchedulerCore:
         if new.status is Status.RUNNING:
             job = Job(
                 job_id=new.job_id,
+                type=new.type,
                 seq=new.seq,
                 level=new.priority,
                 need=Resources(new.cpu_units, new.memory_mb),
@@ -424,6 +429,7 @@ class SchedulerCore:
             return False
         job = Job(
             job_id=job_id,
+            type=root.job.type,
             seq=root.job.seq,
             level=root.job.priority,
             need=Resources(root.job.cpu_units, root.job.memory_mb),
@@ -443,7 +449,7 @@ class SchedulerCore:
             self.admit(msgspec.structs.replace(item.job, status=Status.BLOCKED), dep_status, now)
             child = self.jobs.get(child_id)
             if child is not None and not any(t.job_id == child_id for t in self._effects.transitions[mark:]):
-                self._effects.transitions.append(Transition(child_id, child.status, now, "blocked"))
+                self._transition(child, child.status, now, "blocked")
         return True
 
     def drain(self) -> None:
@@ -543,7 +549,7 @@ class SchedulerCore:
         if job.status is status and event in ("blocked", "scheduled") and not extra:
             return  # already committed in this state: nothing to write
         job.status = status
-        self._effects.transitions.append(Transition(job.job_id, status, now, event, **extra))
+        self._transition(job, status, now, event, **extra)
 
     def _make_pending(self, job: Job, ready_at: float, now: float, event: str = "ready", **extra: Any) -> None:
         was_committed_pending = job.status is Status.PENDING and job.key is None and event == "ready" and not extra
@@ -553,7 +559,7 @@ class SchedulerCore:
         if was_committed_pending:
             return
         job.status = Status.PENDING
-        self._effects.transitions.append(Transition(job.job_id, Status.PENDING, now, event, **extra))
+        self._transition(job, Status.PENDING, now, event, **extra)
 
     def _schedule(self, job: Job, due: float, now: float, event: str, **extra: Any) -> None:
         job.due_at = due
@@ -561,7 +567,13 @@ class SchedulerCore:
         if job.status is Status.SCHEDULED and event == "scheduled":
             return
         job.status = Status.SCHEDULED
-        self._effects.transitions.append(Transition(job.job_id, Status.SCHEDULED, now, event, next_run_at=due, **extra))
+        self._transition(job, Status.SCHEDULED, now, event, next_run_at=due, **extra)
+
+    def _transition(self, job: Job, status: Status, now: float, event: str, **extra: Any) -> None:
+        extra.setdefault("attempt", job.attempt or None)
+        self._effects.transitions.append(
+            Transition(job.job_id, status, now, event, job_type=job.type, level=job.level, **extra)
+        )
 
     def _leave_waiting(self, job: Job) -> None:
         if job.key is not None:
@@ -606,7 +618,7 @@ class SchedulerCore:
         self.recently_finished[job.job_id] = status
         if len(self.recently_finished) > RECENT_TERMINAL:
             self.recently_finished.popitem(last=False)
-        self._effects.transitions.append(Transition(job.job_id, status, now, event, **extra))
+        self._transition(job, status, now, event, **extra)
 
     def _fail_upstream(self, job: Job, dep: str, dep_status: str, now: float) -> None:
         self._finish(job, Status.UPSTREAM_FAILED, now, "upstream_failed", error=f"dependency {dep} {dep_status}")

@@ -208,3 +208,27 @@ async def running_resources(db: Executor) -> tuple[int, int]:
 
 async def try_scheduler_lock(conn: asyncpg.Connection) -> bool:
     return bool(await conn.fetchval(Q["try_scheduler_lock"]))
+
+
+async def insert_events(db: Executor, events: Sequence[Any]) -> None:
+    """`events`: protocol.JobEvent values."""
+    if events:
+        fields = ("seq", "at", "job_id", "type", "priority", "status", "event", "attempt", "error")
+        await db.execute(Q["insert_events"], *([getattr(e, name) for e in events] for name in fields))
+
+
+async def last_event_seq(db: Executor) -> int:
+    return int(await db.fetchval(Q["last_event_seq"]))
+
+
+async def first_event_seq(db: Executor) -> int | None:
+    value = await db.fetchval(Q["first_event_seq"])
+    return None if value is None else int(value)
+
+
+async def prune_events(db: Executor, up_to_seq: int) -> None:
+    await db.execute(Q["prune_events"], up_to_seq)
+
+
+async def events_after(db: Executor, after_seq: int, limit: int) -> list[asyncpg.Record]:
+    return list(await db.fetch(Q["events_after"], after_seq, limit))

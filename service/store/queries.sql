@@ -78,7 +78,7 @@ SELECT status::text AS status, count(*) AS n FROM jobs GROUP BY status;
 
 -- name: load_live_jobs
 -- The scheduler's whole state at start-up: every job that is not terminal (jobs_live_idx).
-SELECT job_id, seq, priority::text AS priority, status::text AS status, cpu_units, memory_mb, depends_on,
+SELECT job_id, type, seq, priority::text AS priority, status::text AS status, cpu_units, memory_mb, depends_on,
        timeout_seconds, max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
        attempt_count, attempts_charged AS charged,
        extract(epoch FROM created_at)::float8 AS created_at,
@@ -144,7 +144,7 @@ WITH RECURSIVE downstream(job_id) AS (
     JOIN downstream ON d.depends_on = downstream.job_id
     JOIN jobs c ON c.job_id = d.job_id AND c.status = 'upstream_failed'
 )
-SELECT job_id, seq, priority::text AS priority, status::text AS status, cpu_units, memory_mb, depends_on,
+SELECT job_id, type, seq, priority::text AS priority, status::text AS status, cpu_units, memory_mb, depends_on,
        timeout_seconds, max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
        attempt_count, attempts_charged AS charged,
        extract(epoch FROM created_at)::float8 AS created_at,
@@ -164,3 +164,28 @@ FROM jobs WHERE status = 'running';
 -- Ownership of scheduling for this database: a session advisory lock, released by PostgreSQL itself
 -- when the holder's connection ends (a crash, a kill -9, a partition), never by guessing from age.
 SELECT pg_try_advisory_lock(7461736171);
+
+-- name: insert_events
+INSERT INTO job_events (seq, at, job_id, type, priority, status, event, attempt, error)
+SELECT e.seq, to_timestamp(e.at), e.job_id, e.type, e.priority::job_priority, e.status::job_status, e.event,
+       e.attempt, e.error
+FROM unnest($1::bigint[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
+            $9::text[]) AS e(seq, at, job_id, type, priority, status, event, attempt, error);
+
+-- name: last_event_seq
+SELECT coalesce(max(seq), 0) FROM job_events;
+
+-- name: prune_events
+DELETE FROM job_events WHERE seq <= $1;
+
+-- name: events_after
+-- Replay for a reconnecting stream client; the primary key walks seq in order.
+SELECT seq, extract(epoch FROM at)::float8 AS at, job_id, type, priority::text AS priority,
+       status::text AS status, event, attempt, error
+FROM job_events
+WHERE seq > $1
+ORDER BY seq
+LIMIT $2;
+
+-- name: first_event_seq
+SELECT min(seq) FROM job_events;

@@ -66,6 +66,10 @@ class Worker:
     kill_reason: Outcome | None = None
     escalate_at: float | None = None  # monotonic time of the SIGKILL
     sock_open: bool = True
+    output: dict[int, str] = field(default_factory=dict)  # stdout/stderr pipe -> log level
+    partial: dict[int, bytes] = field(default_factory=dict)  # an unfinished line per pipe
+    log_lines: int = 0
+    dropped_lines: int = 0
 
 
 class Supervisor:
@@ -214,6 +218,9 @@ class Supervisor:
 
     def _fork(self) -> Worker:
         parent_end, child_end = socket.socketpair()
+        # The worker's stdout and stderr land in the job's logs, through a pipe each.
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -221,6 +228,12 @@ class Supervisor:
             code = 0
             try:
                 parent_end.close()
+                os.close(out_r)
+                os.close(err_r)
+                os.dup2(out_w, 1)
+                os.dup2(err_w, 2)
+                os.close(out_w)
+                os.close(err_w)
                 self._close_inherited()
                 worker.run(child_end, self.pid)
             except BaseException:
@@ -228,11 +241,56 @@ class Supervisor:
             finally:
                 os._exit(code)
         child_end.close()
+        os.close(out_w)
+        os.close(err_w)
         parent_end.setblocking(False)
-        w = Worker(pid=pid, sock=parent_end, pidfd=os.pidfd_open(pid))
+        w = Worker(pid=pid, sock=parent_end, pidfd=os.pidfd_open(pid), output={out_r: "info", err_r: "warning"})
         self.selector.register(w.sock, selectors.EVENT_READ, lambda: self._on_worker_data(w))
         self.selector.register(w.pidfd, selectors.EVENT_READ, lambda: self._on_worker_exit(w))
+        for fd in w.output:
+            os.set_blocking(fd, False)
+            self.selector.register(fd, selectors.EVENT_READ, lambda fd=fd: self._on_worker_output(w, fd))
         return w
+
+    def _on_worker_output(self, w: Worker, fd: int) -> None:
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_output(w, fd)
+            return
+        self._take_output(w, fd, data)
+
+    def _take_output(self, w: Worker, fd: int, data: bytes) -> None:
+        *lines, w.partial[fd] = (w.partial.get(fd, b"") + data).split(b"\n")
+        for line in lines:
+            self._handler_log(w, w.output[fd], line.decode(errors="replace"), time.time())
+
+    def _close_output(self, w: Worker, fd: int) -> None:
+        if fd not in w.output:
+            return
+        with contextlib.suppress(OSError):
+            while data := os.read(fd, 1 << 16):  # what is left after the worker exited
+                self._take_output(w, fd, data)
+        rest = w.partial.pop(fd, b"")
+        if rest:
+            self._handler_log(w, w.output[fd], rest.decode(errors="replace"), time.time())
+        self.selector.unregister(fd)
+        os.close(fd)
+        del w.output[fd]
+
+    def _handler_log(self, w: Worker, level: str, message: str, at: float) -> None:
+        """Every line a handler writes, capped per attempt so that a chatty job cannot flood the store."""
+        if w.job is None:
+            return
+        if w.log_lines >= self.settings.max_log_lines:
+            w.dropped_lines += 1
+            return
+        w.log_lines += 1
+        self._send(HandlerLog(w.job.job_id, w.job.attempt, level, message, at))
 
     def _close_inherited(self) -> None:
         """In a fresh worker: let go of every descriptor of the supervisor's (through its owner, so
@@ -247,6 +305,8 @@ class Supervisor:
         for w in (*self.spares, *self.busy.values()):
             w.sock.close()
             os.close(w.pidfd)
+            for fd in w.output:
+                os.close(fd)
 
     def _start(self, job: RunJob) -> None:
         key = (job.job_id, job.attempt)
@@ -282,8 +342,8 @@ class Supervisor:
         for message in w.frames.feed(data):
             if isinstance(message, WorkerResult):
                 w.result = message
-            elif isinstance(message, WorkerLog) and w.job is not None:
-                self._send(HandlerLog(w.job.job_id, w.job.attempt, message.level, message.message, message.at))
+            elif isinstance(message, WorkerLog):
+                self._handler_log(w, message.level, message.message, message.at)
 
     def _on_worker_exit(self, w: Worker) -> None:
         if w.sock_open:  # the result may still sit in the socket
@@ -297,6 +357,18 @@ class Supervisor:
                 self._take_frames(w, data)
             self.selector.unregister(w.sock)
         w.sock.close()
+        for fd in list(w.output):
+            self._close_output(w, fd)
+        if w.dropped_lines and w.job is not None:
+            self._send(
+                HandlerLog(
+                    w.job.job_id,
+                    w.job.attempt,
+                    "warning",
+                    f"{w.dropped_lines} more log lines dropped: at most {self.settings.max_log_lines} per attempt",
+                    time.time(),
+                )
+            )
         self.selector.unregister(w.pidfd)
         os.close(w.pidfd)
         _, status = os.waitpid(w.pid, 0)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import socket
+import sys
 import time
 import traceback
 from typing import Any
@@ -50,7 +52,14 @@ def run(sock: socket.socket, supervisor_pid: int) -> None:
     except ChannelClosed:
         return  # a spare that was never used: the supervisor is stopping
     name_process(f"worker {job.job_id} attempt {job.attempt}")
-    send_frame(sock, _execute(job, sock))
+    # stdout and stderr are pipes to the supervisor now: line-buffer them so each line arrives as written.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)
+    result = _execute(job, sock)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    send_frame(sock, result)
 
 
 def _execute(job: WorkerJob, sock: socket.socket) -> WorkerResult:
