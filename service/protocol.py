@@ -30,6 +30,7 @@ class Message(msgspec.Struct, tag=True, tag_field="kind"):
 
 class ApiHello(Message):
     pid: int
+    restarts: int = 0  # how often the root restarted this actor (a metric)
 
 
 class NewJob(msgspec.Struct, gc=False):
@@ -71,6 +72,12 @@ class RedriveRequest(Message):
     job_id: str
 
 
+class MetricsQuery(Message):
+    """GET /metrics: the scheduler's own metrics, in Prometheus text format."""
+
+    request_id: int
+
+
 class ExplainQuery(Message):
     request_id: int
     job_id: str
@@ -88,10 +95,11 @@ class Reply(Message):
     cancel: CancelVerdict | None = None
     explanation: dict[str, Any] | None = None
     redrive: Literal["redriven", "not_failed"] | None = None
+    metrics: str | None = None
     draining: bool = False
 
 
-ApiToScheduler = ApiHello | Submitted | CancelRequest | PositionQuery | ExplainQuery | RedriveRequest
+ApiToScheduler = ApiHello | Submitted | CancelRequest | PositionQuery | ExplainQuery | RedriveRequest | MetricsQuery
 
 
 class JobEvent(msgspec.Struct, gc=False):
@@ -132,6 +140,15 @@ class SupervisorHello(Message):
 
     pid: int
     running: list[AttemptRef]
+
+
+class SupervisorStats(Message):
+    """Every second: the supervisor's own figures, for the scheduler to export as metrics."""
+
+    forks: int
+    spares: int
+    busy: int
+    restarts: int
 
 
 class SupervisorStopping(Message):
@@ -184,7 +201,9 @@ class Ack(Message):
     seqs: list[int]
 
 
-SupervisorToScheduler = SupervisorHello | SupervisorStopping | AttemptStarted | AttemptFinished | HandlerLog
+SupervisorToScheduler = (
+    SupervisorHello | SupervisorStopping | SupervisorStats | AttemptStarted | AttemptFinished | HandlerLog
+)
 SchedulerToSupervisor = RunJob | KillJob | Ack
 
 # --------------------------------------------------------------------------------------------------------------

@@ -51,7 +51,8 @@ class ChildSpec:
     args: tuple[Any, ...]
     shutdown_grace: float
     process: multiprocessing.process.BaseProcess | None = None
-    restarts: deque[float] = field(default_factory=deque)
+    restarts: deque[float] = field(default_factory=deque)  # recent restart times, for the intensity limit
+    restart_count: int = 0  # all restarts, passed to the child (it exports them as a metric)
 
 
 class RootSupervisor:
@@ -125,7 +126,8 @@ class RootSupervisor:
         )
 
     def _start(self, child: ChildSpec) -> None:
-        process = self.context.Process(target=child.target, args=child.args, name=f"taskq-{child.name}")
+        args = (*child.args, child.restart_count)
+        process = self.context.Process(target=child.target, args=args, name=f"taskq-{child.name}")
         process.start()
         child.process = process
 
@@ -146,6 +148,7 @@ class RootSupervisor:
         assert child.process is not None
         child.process.join(0)
         log.warning("%s (pid %s) exited with %s; restarting", child.name, child.process.pid, child.process.exitcode)
+        child.restart_count += 1
         now = time.monotonic()
         child.restarts.append(now)
         while child.restarts and child.restarts[0] < now - RESTART_WINDOW_SECONDS:

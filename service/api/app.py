@@ -8,16 +8,19 @@ import binascii
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import asyncpg
 import msgspec
 from litestar import Litestar, Request, Response, get, patch, post
 from litestar.datastructures import State
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.params import Parameter
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import handlers
 from service.api import problems
@@ -26,6 +29,7 @@ from service.api.schemas import Accepted as AcceptedView
 from service.api.schemas import (
     AttemptView,
     BatchAccepted,
+    BatchSubmission,
     JobPage,
     JobSubmission,
     JobView,
@@ -51,9 +55,10 @@ from service.errors import (
     TaskqError,
 )
 from service.model import Priority, Resources, Status
-from service.protocol import CancelRequest, ExplainQuery, PositionQuery, RedriveRequest
+from service.protocol import CancelRequest, ExplainQuery, MetricsQuery, PositionQuery, RedriveRequest
 from service.settings import Settings
 from service.store import gateway
+from service.telemetry import Telemetry
 
 log = logging.getLogger("taskq.api")
 
@@ -172,6 +177,8 @@ async def submit_job(request: Request[Any, Any, Any], state: State) -> Response[
     )
     batcher: SubmitBatcher = state.batcher
     accepted = await batcher.submit(submission)
+    if accepted.created:
+        state.telemetry.add("taskq_jobs_submitted", type=submission.type, priority=submission.priority.value)
     view = await _load_job(state, accepted.job_id)
     if accepted.created:
         if accepted.position is not None and view.status == Status.PENDING.value:
@@ -230,7 +237,9 @@ async def submit_batch(request: Request[Any, Any, Any], state: State) -> Respons
             answers.append(
                 AcceptedView(view.job_id, view.status, view.created_at, view.priority, view.position_in_queue)
             )
-    created = any(a.created for a in accepted)
+    created = [s for s in submissions if by_id[s.job_id or ""].created]
+    for submission in created:
+        state.telemetry.add("taskq_jobs_submitted", type=submission.type, priority=submission.priority.value)
     return Response(BatchAccepted(answers), status_code=201 if created else 200)
 
 
@@ -412,20 +421,107 @@ async def stats(state: State) -> Stats:
     )
 
 
+@get("/metrics", summary="Prometheus metrics of the whole node", tags=["health"], media_type="text/plain")
+async def metrics(state: State) -> Response[str]:
+    """The node's one scrape target: this API's metrics, then the scheduler's (which include the
+    supervisor's figures). See service/telemetry.py for the catalogue."""
+    telemetry: Telemetry = state.telemetry
+    with contextlib.suppress(Exception):
+        started = time.perf_counter()
+        await gateway.ping(_pool(state))
+        telemetry.record("taskq_db_round_trip", time.perf_counter() - started, actor="api")
+    text = telemetry.render()
+    link: SchedulerLink = state.link
+    with contextlib.suppress(TaskqError):
+        reply = await link.request(lambda rid: MetricsQuery(rid), timeout=2.0)
+        text += reply.metrics or ""
+    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def http_metrics(telemetry: Telemetry) -> Callable[[ASGIApp], ASGIApp]:
+    """Counts and times every HTTP request by method, route template and status."""
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def measured(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            status = 500
+
+            async def remember_status(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, remember_status)
+            finally:
+                handler = scope.get("route_handler")
+                route = next(iter(handler.paths), "?") if handler is not None else "unmatched"
+                method = scope.get("method", "?")
+                telemetry.add("taskq_http_requests", method=method, route=route, status=str(status))
+                telemetry.record(
+                    "taskq_http_request_duration", time.perf_counter() - started, method=method, route=route
+                )
+
+        return measured
+
+    return middleware
+
+
+_SPEC_EXAMPLE = {
+    "type": "data_export",
+    "priority": "high",
+    "payload": {"user_id": 123, "format": "csv"},
+    "resource_requirements": {"cpu_units": 2, "memory_mb": 512},
+    "depends_on": ["job_abc123"],
+    "retry_config": {"max_attempts": 3, "backoff_multiplier": 2},
+}
+
+
+@get("/openapi.json", summary="The OpenAPI document, with the request body schemas", tags=["docs"])
+async def openapi_document(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """Litestar describes the routes; the request bodies are decoded by msgspec by hand (for problem
+    details that name the field), so their schemas are added here from the same Structs."""
+    document: dict[str, Any] = request.app.openapi_schema.to_schema()
+    (single, batch), components = msgspec.json.schema_components(
+        [JobSubmission, BatchSubmission], ref_template="#/components/schemas/{name}"
+    )
+    document.setdefault("components", {}).setdefault("schemas", {}).update(components)
+    bodies = {
+        "/jobs": {"schema": single, "example": _SPEC_EXAMPLE},
+        "/jobs/batch": {
+            "schema": batch,
+            "example": {"jobs": [{"job_id": "a", "type": "data_fetch"}, {"type": "report", "depends_on": ["a"]}]},
+        },
+    }
+    for path, media in bodies.items():
+        operation = document.get("paths", {}).get(path, {}).get("post")
+        if operation is not None:
+            operation["requestBody"] = {"required": True, "content": {"application/json": media}}
+    return document
+
+
 # ----------------------------------------------------------------------------------------------- the app
 
 
-def create_app(settings: Settings, database_url: str, scheduler_socket: str) -> Litestar:
+def create_app(settings: Settings, database_url: str, scheduler_socket: str, restarts: int = 0) -> Litestar:
+    hub = EventHub()
+    telemetry = Telemetry("api", gauges={"taskq_stream_subscribers": lambda: [(len(hub.subscribers), {})]})
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         handlers.load(settings.handlers)
         pool = await gateway.connect_pool(database_url, min_size=2, max_size=10, custom_plans=True)
-        hub = EventHub()
-        link = SchedulerLink(scheduler_socket, hub.publish)
+        link = SchedulerLink(scheduler_socket, hub.publish, restarts)
         link.start()
-        batcher = SubmitBatcher(pool, link, settings.default_timeout_seconds)
+        batcher = SubmitBatcher(pool, link, settings.default_timeout_seconds, telemetry)
         batcher.start()
-        app.state.update(settings=settings, pool=pool, link=link, batcher=batcher, hub=hub, draining=False)
+        app.state.update(
+            settings=settings, pool=pool, link=link, batcher=batcher, hub=hub, telemetry=telemetry, draining=False
+        )
         # SIGUSR1 from the root: the service drains. Reads go on; new submissions get 503.
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, lambda: app.state.update(draining=True))
         try:
@@ -450,6 +546,8 @@ def create_app(settings: Settings, database_url: str, scheduler_socket: str) -> 
             ready,
             stats,
             job_stream,
+            openapi_document,
+            metrics,
         ],
         lifespan=[lifespan],
         exception_handlers={
@@ -458,6 +556,7 @@ def create_app(settings: Settings, database_url: str, scheduler_socket: str) -> 
             Exception: problems.on_unexpected,
         },
         request_max_body_size=settings.max_body_bytes,
+        middleware=[http_metrics(telemetry)],
         openapi_config=OpenAPIConfig(title="taskq", version="0.1.0", path="/schema"),
         debug=False,
         logging_config=None,

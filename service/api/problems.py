@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 
 from service.errors import ServiceUnavailable, TaskqError
 from service.store.errors import DatabaseUnavailable, is_transient
@@ -35,7 +35,17 @@ def on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response
     detail = exc.detail or "request rejected"
     if exc.status_code == 413:
         detail = "request body is too large"
-    return problem(exc.status_code, _title(exc.status_code), detail, retry_after=None)
+    errors = None
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
+        # Litestar's own parameter validation (query and path parameters): name each parameter.
+        errors = [
+            {"field": str(item.get("key", "")), "message": str(item.get("message", "invalid"))}
+            for item in exc.extra
+            if isinstance(item, dict)
+        ]
+        if errors:
+            detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem(exc.status_code, _title(exc.status_code), detail, errors=errors)
 
 
 def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:

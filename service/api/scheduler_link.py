@@ -24,8 +24,9 @@ REQUEST_TIMEOUT_SECONDS = 5.0
 
 
 class SchedulerLink:
-    def __init__(self, socket_path: str, on_events: Callable[[list[JobEvent]], None]) -> None:
+    def __init__(self, socket_path: str, on_events: Callable[[list[JobEvent]], None], restarts: int = 0) -> None:
         self.socket_path = socket_path
+        self.restarts = restarts
         self.on_events = on_events
         self._channel: AsyncChannel[SchedulerToApi] | None = None
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
@@ -78,7 +79,7 @@ class SchedulerLink:
                 delay = min(delay * 2, 1.0)
                 continue
             delay = 0.05
-            channel.send(ApiHello(os.getpid()))
+            channel.send(ApiHello(os.getpid(), self.restarts))
             self._channel = channel
             self._connected.set()
             try:

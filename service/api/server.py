@@ -12,12 +12,12 @@ from service.processes import die_with_parent, name_process
 from service.settings import Settings
 
 
-def main(settings: Settings, database_url: str, scheduler_socket: str, parent_pid: int) -> None:
+def main(settings: Settings, database_url: str, scheduler_socket: str, parent_pid: int, restarts: int = 0) -> None:
     die_with_parent(parent_pid)
     name_process("api")
     os.setpgrp()  # a Ctrl-C on the terminal is the root's to handle, not uvicorn's
     configure_logging(settings.log_level, "api")
-    app = create_app(settings, database_url, scheduler_socket)
+    app = create_app(settings, database_url, scheduler_socket, restarts)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -133,6 +133,7 @@ async def job_stream(
                 task.cancel()
             if subscriber.overflowed.is_set():
                 log.warning("stream subscriber overflowed %d buffered events; disconnecting it", BUFFER_EVENTS)
+                state.telemetry.add("taskq_stream_disconnects", reason="slow_consumer")
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(
                         socket.close(

@@ -27,6 +27,7 @@ from service.protocol import NewJob, Submitted
 from service.store import gateway
 from service.store.errors import DatabaseUnavailable, classify_db_error
 from service.store.gateway import JobRow, LogRow
+from service.telemetry import Telemetry
 
 log = logging.getLogger("taskq.api.submit")
 
@@ -63,8 +64,9 @@ def new_job_id() -> str:
 
 
 class SubmitBatcher:
-    def __init__(self, pool: asyncpg.Pool, link: SchedulerLink, default_timeout: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, link: SchedulerLink, default_timeout: float, telemetry: Telemetry) -> None:
         self.pool = pool
+        self.telemetry = telemetry
         self.default_timeout = default_timeout
         self.link = link
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -126,6 +128,7 @@ class SubmitBatcher:
         deps = {dep for item in group for dep in item.submission.depends_on}
         batch_ids = ids if atomic else set()
         now = time.time()
+        started = time.perf_counter()
         async with self.pool.acquire() as conn, conn.transaction():
             known = {r["job_id"]: r for r in await gateway.find_jobs(conn, sorted(ids | deps))}
             rows: list[JobRow] = []
@@ -174,6 +177,7 @@ class SubmitBatcher:
                         item.future.set_exception(conflict)
                     else:
                         item.future.set_result(Accepted(item.job_id, created=False))
+        self.telemetry.record("taskq_submit_commit_duration", time.perf_counter() - started)
         return [
             (
                 item,

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ from service.protocol import (
     HandlerLog,
     JobEvent,
     KillJob,
+    MetricsQuery,
     NewJob,
     PositionQuery,
     RedriveRequest,
@@ -45,6 +47,7 @@ from service.protocol import (
     RunJob,
     Submitted,
     SupervisorHello,
+    SupervisorStats,
     SupervisorStopping,
     ToScheduler,
 )
@@ -52,12 +55,14 @@ from service.scheduler.core import Effects, Restored, SchedulerCore, Transition
 from service.settings import Settings
 from service.store import gateway
 from service.store.gateway import LogRow, TransitionRow
+from service.telemetry import Telemetry
 from service.transport import AsyncChannel, ChannelClosed
 
 log = logging.getLogger("taskq.scheduler")
 
 # Status changes kept for stream replay (?after=<seq>); older ones are pruned.
 EVENT_WINDOW = 100_000
+SWEEP_MARGIN_SECONDS = 60.0
 _PRIORITY_NAMES = {p.level: p.value for p in Priority}
 
 _json_decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -87,8 +92,11 @@ class Turn:
 
 
 class SchedulerActor:
-    def __init__(self, settings: Settings, socket_path: str, database_url: str) -> None:
+    def __init__(self, settings: Settings, socket_path: str, database_url: str, restarts: int = 0) -> None:
         self.settings = settings
+        self.restarts = {"scheduler": restarts, "supervisor": 0, "api": 0}
+        self.supervisor_stats = SupervisorStats(0, 0, 0, 0)
+        self.dlq_size = 0
         self.socket_path = socket_path
         self.database_url = database_url
         self.core = SchedulerCore(
@@ -102,10 +110,13 @@ class SchedulerActor:
         self.api_clients: set[Client] = set()
         self.event_seq = 0  # the last stream sequence number handed out
         self.pruned_up_to = 0
+        self.started_at = time.time()
+        self.sweep_needed = False
         self.stopping = False
         self.drain_deadline: float | None = None  # epoch seconds; set while draining
 
     async def run(self) -> None:
+        self.telemetry = Telemetry("scheduler", gauges=self._gauges())
         self.lock_conn = await self._acquire_ownership()
         self.pool = await _connect_with_backoff(self.database_url)
         await self._rebuild()
@@ -148,6 +159,38 @@ class SchedulerActor:
             await conn.close()
             log.info("another scheduler owns this database; waiting as a standby")
             await asyncio.sleep(1.0)
+
+    def _gauges(self) -> dict[str, Callable[[], Iterable[tuple[float, dict[str, Any]]]]]:
+        core = self.core
+
+        def resources(of: Resources) -> list[tuple[float, dict[str, Any]]]:
+            return [(of.cpu_units, {"resource": "cpu_units"}), (of.memory_mb, {"resource": "memory_mb"})]
+
+        def utilization() -> list[tuple[float, dict[str, Any]]]:
+            cap, used = core.capacity, core.used
+            return [
+                (used.cpu_units / cap.cpu_units, {"resource": "cpu_units"}),
+                (used.memory_mb / cap.memory_mb, {"resource": "memory_mb"}),
+            ]
+
+        def oldest() -> list[tuple[float, dict[str, Any]]]:
+            since = core.oldest_pending_since()
+            return [(0.0 if since is None else max(0.0, time.time() - since), {})]
+
+        return {
+            "taskq_queue_depth": lambda: [
+                (n, {"status": status.value, "priority": _PRIORITY_NAMES[level]})
+                for (status, level), n in core.depth.items()
+            ],
+            "taskq_capacity": lambda: resources(core.capacity),
+            "taskq_resources_in_use": lambda: resources(core.used),
+            "taskq_utilization": utilization,
+            "taskq_dlq_size": lambda: [(self.dlq_size, {})],
+            "taskq_oldest_waiting_age": oldest,
+            "taskq_actor_restarts": lambda: [(n, {"actor": actor}) for actor, n in self.restarts.items()],
+            "taskq_worker_forks": lambda: [(self.supervisor_stats.forks, {})],
+            "taskq_spare_workers": lambda: [(self.supervisor_stats.spares, {})],
+        }
 
     def _stop(self) -> None:
         self.stopping = True
@@ -205,7 +248,11 @@ class SchedulerActor:
         while not self.inbox.empty():
             batch.append(self.inbox.get_nowait())
         now = time.time()
+        turn_started = time.perf_counter()
         turn = Turn()
+        if self.sweep_needed:
+            self.sweep_needed = False
+            await self._sweep(now)
         redrives = await self._load_redrives(batch)
         dep_status = await self._statuses_of_unknown_deps(batch, redrives)
         for client, message in batch:
@@ -223,6 +270,26 @@ class SchedulerActor:
             turn.replies.append((client, Reply(request_id, explanation=self.core.explain(job_id, now))))
         starts = await self._commit(effects, turn)
         self._deliver(effects, starts, turn)
+        self._measure(effects)
+        self.telemetry.record("taskq_scheduler_turn_duration", time.perf_counter() - turn_started)
+
+    def _measure(self, effects: Effects) -> None:
+        record, add = self.telemetry.record, self.telemetry.add
+        for start in effects.starts:
+            priority = _PRIORITY_NAMES[start.level]
+            add("taskq_jobs_started", type=start.job_type, priority=priority, backfilled=str(start.backfilled).lower())
+            record("taskq_wait_time", start.waited, priority=priority)
+        for close in effects.closes:
+            outcome = close.outcome.value
+            add("taskq_jobs_finished", type=close.job_type, priority=_PRIORITY_NAMES[close.level], outcome=outcome)
+            record("taskq_run_time", close.ran_for, type=close.job_type, outcome=outcome)
+        for t in effects.transitions:
+            if t.event == "retry_scheduled":
+                add("taskq_job_retries", type=t.job_type)
+            elif t.status is Status.FAILED:
+                self.dlq_size += 1
+            elif t.data is not None and t.data.get("redriven"):
+                self.dlq_size -= 1
 
     def _handle(
         self,
@@ -279,9 +346,16 @@ class SchedulerActor:
             case SupervisorStopping():
                 self.core.supervisor_lost()
                 log.info("supervisor %d is stopping; dispatch paused", message.pid)
+            case SupervisorStats():
+                self.supervisor_stats = message
+                self.restarts["supervisor"] = message.restarts
+            case MetricsQuery(request_id=request_id):
+                turn.replies.append((client, Reply(request_id, metrics=self.telemetry.render())))
             case ApiHello():
+                self.restarts["api"] = message.restarts
                 client.role = "api"
                 self.api_clients.add(client)
+                self.sweep_needed = True
             case Disconnected():
                 self.api_clients.discard(client)
                 if client is self.supervisor:
@@ -315,6 +389,23 @@ class SchedulerActor:
 
     def _statuses(self, job_ids: list[str]) -> dict[str, Status]:
         return {job_id: job.status for job_id in job_ids if (job := self.core.jobs.get(job_id)) is not None}
+
+    async def _sweep(self, now: float) -> None:
+        """An API (re)connected: admit live jobs committed since this scheduler started (with a margin
+        for transactions in flight at its rebuild) that it never heard of. A lost notice then delays a
+        job by one reconnect, never forever."""
+        rows = await gateway.load_live_jobs_since(self.pool, self.started_at - SWEEP_MARGIN_SECONDS)
+        missed = [
+            row
+            for row in rows
+            if row["job_id"] not in self.core.jobs and row["job_id"] not in self.core.recently_finished
+        ]
+        if missed:
+            live = {row["job_id"] for row in missed} | set(self.core.jobs)
+            outside = sorted({dep for row in missed for dep in row["depends_on"] if dep not in live})
+            dep_status = await gateway.job_statuses(self.pool, outside)
+            self.core.restore_all([restored_from_row(row) for row in missed], dep_status, now)
+            log.warning("admitted %d committed jobs whose notice was lost", len(missed))
 
     async def _load_redrives(
         self, batch: list[tuple[Client | None, ToScheduler | Disconnected | None]]
@@ -364,6 +455,7 @@ class SchedulerActor:
             )
             for t in last.values()
         ]
+        commit_started = time.perf_counter()
         async with self.pool.acquire() as conn, conn.transaction():
             await gateway.close_attempts(
                 conn, [(c.job_id, c.attempt, c.at, c.outcome.value, c.error) for c in effects.closes]
@@ -378,6 +470,8 @@ class SchedulerActor:
             if self.event_seq - self.pruned_up_to > 2 * EVENT_WINDOW:
                 self.pruned_up_to = self.event_seq - EVENT_WINDOW
                 await gateway.prune_events(conn, self.pruned_up_to)
+        if hasattr(self, "telemetry"):
+            self.telemetry.record("taskq_scheduler_commit_duration", time.perf_counter() - commit_started)
         return starts
 
     def _deliver(self, effects: Effects, starts: list[asyncpg.Record], turn: Turn) -> None:
@@ -416,6 +510,7 @@ class SchedulerActor:
     # --------------------------------------------------------------------------------------------- rebuild
 
     async def _rebuild(self) -> None:
+        self.dlq_size = await gateway.count_failed(self.pool)
         self.event_seq = await gateway.last_event_seq(self.pool)
         self.pruned_up_to = (await gateway.first_event_seq(self.pool) or 1) - 1
         rows = await gateway.load_live_jobs(self.pool)
@@ -490,7 +585,7 @@ async def _connect_with_backoff(url: str) -> asyncpg.Pool:
             delay = min(delay * 2, 5.0)
 
 
-def main(settings: Settings, socket_path: str, database_url: str, parent_pid: int) -> None:
+def main(settings: Settings, socket_path: str, database_url: str, parent_pid: int, restarts: int = 0) -> None:
     """Process entry point (spawned by the root supervisor)."""
     from service.logs import configure_logging
 
@@ -500,4 +595,4 @@ def main(settings: Settings, socket_path: str, database_url: str, parent_pid: in
     configure_logging(settings.log_level, "scheduler")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)
-    asyncio.run(SchedulerActor(settings, socket_path, database_url).run())
+    asyncio.run(SchedulerActor(settings, socket_path, database_url, restarts).run())

@@ -16,7 +16,7 @@ import heapq
 import itertools
 import math
 import random
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +60,9 @@ class Start(msgspec.Struct, gc=False):
     memory_mb: int
     charged: int  # attempts counted against max_attempts, this one included
     backfilled: bool = False  # started past a blocked head under its reservation
+    waited: float = 0.0  # seconds from ready (pending) to this start
+    job_type: str = ""
+    level: int = 0
 
 
 class Reservation(msgspec.Struct, gc=False):
@@ -76,6 +79,9 @@ class CloseAttempt(msgspec.Struct, gc=False):
     at: float
     outcome: Outcome
     error: str | None
+    ran_for: float = 0.0  # seconds the attempt held its resources
+    job_type: str = ""
+    level: int = 0
 
 
 class Kill(msgspec.Struct, gc=False):
@@ -151,6 +157,10 @@ class SchedulerCore:
         self._timers: list[tuple[float, int, str]] = []
         self._awaiting_parent: dict[str, list[str]] = {}
         self.recently_finished: OrderedDict[str, Status] = OrderedDict()
+        # Live jobs by (status, priority level), kept as they change: metrics read it in O(1).
+        self.depth: Counter[tuple[Status, int]] = Counter()
+        # (ready_at, seq, job_id) of pending jobs, lazily cleaned: the oldest waiting job for metrics.
+        self._pending_since: list[tuple[float, int, str]] = []
         self._rng = rng or random.Random()
         self._effects = Effects()
         # No dispatch until the supervisor has said which attempts it still runs: resources held by
@@ -184,10 +194,25 @@ class SchedulerCore:
         return self.capacity - self.used
 
     def counts(self) -> dict[str, int]:
-        counts = {status.value: 0 for status in (Status.BLOCKED, Status.PENDING, Status.SCHEDULED, Status.RUNNING)}
-        for job in self.jobs.values():
-            counts[job.status.value] += 1
+        counts = dict.fromkeys((s.value for s in (Status.BLOCKED, Status.PENDING, Status.SCHEDULED, Status.RUNNING)), 0)
+        for (status, _), n in self.depth.items():
+            if status.value in counts:
+                counts[status.value] += n
         return counts
+
+    def oldest_pending_since(self) -> float | None:
+        """When the longest-waiting pending job became ready (amortised O(log n))."""
+        while self._pending_since:
+            ready_at, _, job_id = self._pending_since[0]
+            job = self.jobs.get(job_id)
+            if (
+                job is not None
+                and job.key is not None
+                and job.key[0] + job.level * self.queue.aging_interval == ready_at
+            ):
+                return ready_at
+            heapq.heappop(self._pending_since)
+        return None
 
     def explain(self, job_id: str, now: float) -> dict[str, Any] | None:
         """Why this job is not running (or what it is doing), from the scheduler's own state."""
@@ -299,6 +324,7 @@ class SchedulerCore:
             elif dep_status.get(dep) != Status.SUCCEEDED:
                 failed_dep, failed_status = dep, dep_status.get(dep, "missing")
         self.jobs[job.job_id] = job
+        self.depth[(job.status, job.level)] += 1
         job.children.extend(self._awaiting_parent.pop(job.job_id, ()))
         if failed_dep is not None:
             self._fail_upstream(job, failed_dep, failed_status, now)
@@ -328,6 +354,7 @@ class SchedulerCore:
                 started_at=started_at if started_at is not None else now,
             )
             self.jobs[job.job_id] = job
+            self.depth[(job.status, job.level)] += 1
             self.running[job.job_id] = job
             self.used = self.used + job.need
             return
@@ -372,13 +399,14 @@ class SchedulerCore:
             return False
         del self.running[job_id]
         self.used = self.used - job.need
+        ran_for = max(0.0, now - job.started_at) if job.started_at is not None else 0.0
         job.started_at = None
         if job.cancel_requested and outcome is not Outcome.SUCCEEDED:
             outcome = Outcome.CANCELLED
         elif job.interrupt_requested and outcome is not Outcome.SUCCEEDED:
             outcome = Outcome.INTERRUPTED
         job.interrupt_requested = False
-        self._effects.closes.append(CloseAttempt(job_id, attempt, now, outcome, error))
+        self._effects.closes.append(CloseAttempt(job_id, attempt, now, outcome, error, ran_for, job.type, job.level))
         if outcome is Outcome.SUCCEEDED:
             self._succeed(job, result, now)
         elif outcome is Outcome.CANCELLED:
@@ -440,6 +468,7 @@ class SchedulerCore:
             charged=0,
         )
         self.jobs[job_id] = job
+        self.depth[(job.status, job.level)] += 1
         self.recently_finished.pop(job_id, None)
         self._make_pending(job, now, now, charged=0, data={"redriven": True})
         for item in _parents_first([i for i in items if i.job.job_id != job_id]):
@@ -525,11 +554,12 @@ class SchedulerCore:
 
     def _start(self, job: Job, now: float, *, backfilled: bool) -> None:
         assert job.key is not None
+        ready_at = job.key[0] + job.level * self.queue.aging_interval
         self.queue.remove(job.key)
         job.key = None
         job.attempt += 1
         job.charged += 1
-        job.status = Status.RUNNING
+        self._set_status(job, Status.RUNNING)
         job.started_at = now
         self.running[job.job_id] = job
         self.used = self.used + job.need
@@ -542,13 +572,16 @@ class SchedulerCore:
                 job.need.memory_mb,
                 charged=job.charged,
                 backfilled=backfilled,
+                waited=max(0.0, now - ready_at),
+                job_type=job.type,
+                level=job.level,
             )
         )
 
     def _set(self, job: Job, status: Status, now: float, event: str, **extra: Any) -> None:
         if job.status is status and event in ("blocked", "scheduled") and not extra:
             return  # already committed in this state: nothing to write
-        job.status = status
+        self._set_status(job, status)
         self._transition(job, status, now, event, **extra)
 
     def _make_pending(self, job: Job, ready_at: float, now: float, event: str = "ready", **extra: Any) -> None:
@@ -556,9 +589,10 @@ class SchedulerCore:
         job.due_at = None
         job.key = self.queue.key(ready_at=ready_at, level=job.level, seq=job.seq, job_id=job.job_id)
         self.queue.add(job.key)
+        heapq.heappush(self._pending_since, (ready_at, job.seq, job.job_id))
         if was_committed_pending:
             return
-        job.status = Status.PENDING
+        self._set_status(job, Status.PENDING)
         self._transition(job, Status.PENDING, now, event, **extra)
 
     def _schedule(self, job: Job, due: float, now: float, event: str, **extra: Any) -> None:
@@ -566,8 +600,13 @@ class SchedulerCore:
         heapq.heappush(self._timers, (due, job.seq, job.job_id))
         if job.status is Status.SCHEDULED and event == "scheduled":
             return
-        job.status = Status.SCHEDULED
+        self._set_status(job, Status.SCHEDULED)
         self._transition(job, Status.SCHEDULED, now, event, next_run_at=due, **extra)
+
+    def _set_status(self, job: Job, status: Status) -> None:
+        self.depth[(job.status, job.level)] -= 1
+        self.depth[(status, job.level)] += 1
+        job.status = status
 
     def _transition(self, job: Job, status: Status, now: float, event: str, **extra: Any) -> None:
         extra.setdefault("attempt", job.attempt or None)
@@ -611,6 +650,7 @@ class SchedulerCore:
 
     def _end(self, job: Job, status: Status, now: float, event: str, **extra: Any) -> None:
         self._leave_waiting(job)
+        self.depth[(job.status, job.level)] -= 1
         job.status = status
         del self.jobs[job.job_id]
         # Remembered for a while: a child submitted as its parent finishes must see how it ended,

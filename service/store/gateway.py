@@ -154,6 +154,10 @@ async def load_live_jobs(db: Executor) -> list[asyncpg.Record]:
     return list(await db.fetch(Q["load_live_jobs"]))
 
 
+async def load_live_jobs_since(db: Executor, since: float) -> list[asyncpg.Record]:
+    return list(await db.fetch(Q["load_live_jobs_since"], since))
+
+
 async def job_statuses(db: Executor, job_ids: Sequence[str]) -> dict[str, str]:
     if not job_ids:
         return {}
@@ -232,3 +236,11 @@ async def prune_events(db: Executor, up_to_seq: int) -> None:
 
 async def events_after(db: Executor, after_seq: int, limit: int) -> list[asyncpg.Record]:
     return list(await db.fetch(Q["events_after"], after_seq, limit))
+
+
+async def count_failed(db: Executor) -> int:
+    return int(await db.fetchval(Q["count_failed"]))
+
+
+async def ping(db: Executor) -> None:
+    await db.fetchval(Q["ping"], timeout=1.0)

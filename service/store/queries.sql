@@ -90,6 +90,21 @@ FROM jobs
 WHERE status IN ('blocked', 'pending', 'scheduled', 'running')
 ORDER BY seq;
 
+-- name: load_live_jobs_since
+-- Live jobs committed since a time: the sweep that catches a submission whose notice was lost
+-- (the API committed while the scheduler restarted, or the API died between commit and notice).
+SELECT job_id, type, seq, priority::text AS priority, status::text AS status, cpu_units, memory_mb, depends_on,
+       timeout_seconds, max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
+       attempt_count, attempts_charged AS charged,
+       extract(epoch FROM created_at)::float8 AS created_at,
+       extract(epoch FROM run_at)::float8 AS run_at,
+       extract(epoch FROM next_run_at)::float8 AS next_run_at,
+       extract(epoch FROM ready_at)::float8 AS ready_at,
+       extract(epoch FROM started_at)::float8 AS started_at
+FROM jobs
+WHERE status IN ('blocked', 'pending', 'scheduled', 'running') AND created_at >= to_timestamp($1)
+ORDER BY seq;
+
 -- name: job_statuses
 SELECT job_id, status::text AS status FROM jobs WHERE job_id = ANY($1::text[]);
 
@@ -189,3 +204,10 @@ LIMIT $2;
 
 -- name: first_event_seq
 SELECT min(seq) FROM job_events;
+
+-- name: count_failed
+-- The dead letter queue's size at start-up (jobs_status_seq_idx); the scheduler keeps it current after.
+SELECT count(*) FROM jobs WHERE status = 'failed';
+
+-- name: ping
+SELECT 1;

@@ -37,6 +37,7 @@ from service.protocol import (
     RunJob,
     SchedulerToSupervisor,
     SupervisorHello,
+    SupervisorStats,
     SupervisorStopping,
     WorkerJob,
     WorkerLog,
@@ -52,6 +53,7 @@ log = logging.getLogger("taskq.supervisor")
 
 RECONNECT_SECONDS = 0.1
 MEMORY_CHECK_SECONDS = 0.1
+STATS_SECONDS = 1.0
 
 
 @dataclass(eq=False)
@@ -73,8 +75,11 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, scheduler_socket: str) -> None:
+    def __init__(self, settings: Settings, scheduler_socket: str, restarts: int = 0) -> None:
         self.settings = settings
+        self.restarts = restarts
+        self.forks = 0
+        self.next_stats = 0.0
         self.scheduler_socket = scheduler_socket
         self.pid = os.getpid()
         self.selector = selectors.DefaultSelector()
@@ -105,6 +110,9 @@ class Supervisor:
             if self.conn is None and now >= self.next_connect:
                 self._connect()
             self._enforce_deadlines(now)
+            if now >= self.next_stats and self.conn is not None:
+                self.next_stats = now + STATS_SECONDS
+                self._send(SupervisorStats(self.forks, len(self.spares), len(self.busy), self.restarts))
             if self.stopping:
                 if (not self.busy and (not self.outbox or self.conn is None)) or now >= self.stop_deadline:
                     break
@@ -117,7 +125,7 @@ class Supervisor:
         self._shutdown()
 
     def _timeout(self, now: float) -> float:
-        moments = [now + 1.0]
+        moments = [now + 1.0, self.next_stats]
         if self.conn is None:
             moments.append(self.next_connect)
         for w in self.busy.values():
@@ -240,6 +248,7 @@ class Supervisor:
                 code = 1
             finally:
                 os._exit(code)
+        self.forks += 1
         child_end.close()
         os.close(out_w)
         os.close(err_w)
@@ -429,7 +438,7 @@ def _signal(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
-def main(settings: Settings, scheduler_socket: str, parent_pid: int) -> None:
+def main(settings: Settings, scheduler_socket: str, parent_pid: int, restarts: int = 0) -> None:
     """Process entry point (spawned by the root supervisor)."""
     from service.logs import configure_logging
 
@@ -438,4 +447,4 @@ def main(settings: Settings, scheduler_socket: str, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(settings.log_level, "supervisor")
     handlers.load(settings.handlers)
-    Supervisor(settings, scheduler_socket).run()
+    Supervisor(settings, scheduler_socket, restarts).run()
