@@ -34,6 +34,7 @@ class Settings(msgspec.Struct, frozen=True):
     default_timeout_seconds: float
     spare_workers: int
     max_log_lines: int
+    stream_buffer_events: int
     max_body_bytes: int
     log_level: str
 
@@ -164,6 +165,13 @@ SETTINGS: tuple[Setting, ...] = (
         "handler log lines (logger, stdout, stderr) kept per attempt; the rest are counted and dropped",
         _integer(0, 1_000_000),
         "an integer 0-1000000",
+    ),
+    Setting(
+        "stream_buffer_events",
+        "10000",
+        "events buffered per WebSocket client; a client further behind is disconnected as a slow consumer",
+        _integer(10, 10_000_000),
+        "an integer 10-10000000",
     ),
     Setting(
         "max_body_bytes",

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -28,10 +29,11 @@ from service.protocol import JobEvent
 from service.store import gateway
 
 log = logging.getLogger("taskq.api.stream")
+T = TypeVar("T")
 
-BUFFER_EVENTS = 1000  # per subscriber; beyond this it is a slow consumer
 REPLAY_PAGE = 1000
 SLOW_CONSUMER_CLOSE = 1008
+CLOSE_TIMEOUT_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -51,16 +53,17 @@ class Filters:
 @dataclass(eq=False)
 class Subscriber:
     filters: Filters
-    queue: asyncio.Queue[JobEvent] = field(default_factory=lambda: asyncio.Queue(BUFFER_EVENTS))
+    queue: asyncio.Queue[JobEvent]
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class EventHub:
-    def __init__(self) -> None:
+    def __init__(self, buffer_events: int) -> None:
+        self.buffer_events = buffer_events
         self.subscribers: set[Subscriber] = set()
 
     def subscribe(self, filters: Filters) -> Subscriber:
-        subscriber = Subscriber(filters)
+        subscriber = Subscriber(filters, asyncio.Queue(self.buffer_events))
         self.subscribers.add(subscriber)
         return subscriber
 
@@ -125,35 +128,52 @@ async def job_stream(
     watcher = asyncio.create_task(_watch_disconnect(socket, closed))
     try:
         last = await _replay(socket, state.pool, filters, after) if after is not None else 0
-        while not closed.is_set():
-            getter = asyncio.ensure_future(subscriber.queue.get())
-            waits = {getter, asyncio.ensure_future(closed.wait()), asyncio.ensure_future(subscriber.overflowed.wait())}
-            done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            if subscriber.overflowed.is_set():
-                log.warning("stream subscriber overflowed %d buffered events; disconnecting it", BUFFER_EVENTS)
-                state.telemetry.add("taskq_stream_disconnects", reason="slow_consumer")
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(
-                        socket.close(
-                            code=SLOW_CONSUMER_CLOSE,
-                            reason=f"slow consumer: more than {BUFFER_EVENTS} events waiting; reconnect with ?after",
-                        ),
-                        1.0,
-                    )
-                return
-            if getter not in done:
-                return
-            event = getter.result()
+        stop = (closed, subscriber.overflowed)
+        while True:
+            got, event = await _unless(subscriber.queue.get(), *stop)
+            if not got:
+                break
             if event.seq > last:
-                await socket.send_text(_encode(event_json(event)).decode())
+                # A send blocks while the client's socket is full: race it with the overflow as well.
+                sent, _ = await _unless(socket.send_text(_encode(event_json(event)).decode()), *stop)
+                if not sent:
+                    break
                 last = event.seq
+        if subscriber.overflowed.is_set():
+            await _disconnect_slow_consumer(socket, state, hub.buffer_events)
     except WebSocketDisconnect:
         return
     finally:
         hub.unsubscribe(subscriber)
         watcher.cancel()
+
+
+async def _unless(work: Awaitable[T], *stops: asyncio.Event) -> tuple[bool, Any]:
+    """(True, `work`'s result), or (False, None) with `work` cancelled as soon as one of `stops` is set."""
+    task = asyncio.ensure_future(work)
+    waiters = [asyncio.ensure_future(stop.wait()) for stop in stops]
+    done, _ = await asyncio.wait({task, *waiters}, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
+    if task in done:
+        return True, task.result()
+    task.cancel()
+    return False, None
+
+
+async def _disconnect_slow_consumer(socket: WebSocket[Any, Any, Any], state: State, buffer_events: int) -> None:
+    """Close with 1008 and a reason. The close frame waits for room in the client's socket like any
+    frame; a client that reads nothing at all is cut off without it after a while."""
+    log.warning("stream subscriber fell %d events behind; disconnecting it", buffer_events)
+    state.telemetry.add("taskq_stream_disconnects", reason="slow_consumer")
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(
+            socket.close(
+                code=SLOW_CONSUMER_CLOSE,
+                reason=f"slow consumer: over {buffer_events} events behind; reconnect with ?after",
+            ),
+            CLOSE_TIMEOUT_SECONDS,
+        )
 
 
 async def _replay(socket: WebSocket[Any, Any, Any], pool: asyncpg.Pool, filters: Filters, after: int) -> int:

@@ -250,14 +250,14 @@ class SchedulerActor:
         now = time.time()
         turn_started = time.perf_counter()
         turn = Turn()
-        if self.sweep_needed:
-            self.sweep_needed = False
-            await self._sweep(now)
         redrives = await self._load_redrives(batch)
         dep_status = await self._statuses_of_unknown_deps(batch, redrives)
         for client, message in batch:
             if client is not None and message is not None:
                 self._handle(client, message, dep_status, redrives, turn, now)
+        if self.sweep_needed:
+            self.sweep_needed = False
+            await self._sweep(turn, now)
         if self.drain_deadline is not None and now >= self.drain_deadline:
             self.core.interrupt_running()
         self.core.tick(now)
@@ -390,7 +390,7 @@ class SchedulerActor:
     def _statuses(self, job_ids: list[str]) -> dict[str, Status]:
         return {job_id: job.status for job_id in job_ids if (job := self.core.jobs.get(job_id)) is not None}
 
-    async def _sweep(self, now: float) -> None:
+    async def _sweep(self, turn: Turn, now: float) -> None:
         """An API (re)connected: admit live jobs committed since this scheduler started (with a margin
         for transactions in flight at its rebuild) that it never heard of. A lost notice then delays a
         job by one reconnect, never forever."""
@@ -404,7 +404,11 @@ class SchedulerActor:
             live = {row["job_id"] for row in missed} | set(self.core.jobs)
             outside = sorted({dep for row in missed for dep in row["depends_on"] if dep not in live})
             dep_status = await gateway.job_statuses(self.pool, outside)
-            self.core.restore_all([restored_from_row(row) for row in missed], dep_status, now)
+            restored = [restored_from_row(row) for row in missed]
+            for item in restored:
+                job = item.job
+                turn.events.append(self._event(now, job.job_id, job.type, job.priority, job.status, "submitted"))
+            self.core.restore_all(restored, dep_status, now)
             log.warning("admitted %d committed jobs whose notice was lost", len(missed))
 
     async def _load_redrives(

