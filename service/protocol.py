@@ -92,6 +92,7 @@ class Reply(Message):
     request_id: int
     positions: dict[str, int] = {}
     statuses: dict[str, Status] = {}
+    started_at: dict[str, float] = {}  # of the jobs in `statuses` that are already running
     cancel: CancelVerdict | None = None
     explanation: dict[str, Any] | None = None
     redrive: Literal["redriven", "not_failed"] | None = None

@@ -154,7 +154,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "spare_workers",
-        "1",
+        "4",
         "pre-forked idle workers kept ready so a start costs no fork",
         _integer(0, 64),
         "an integer 0-64",

@@ -42,7 +42,7 @@ from service.api.schemas import (
     validate,
 )
 from service.api.stream import EventHub, job_stream
-from service.api.submit import SubmitBatcher, new_job_id, timestamp
+from service.api.submit import Accepted, SubmitBatcher, new_job_id, timestamp
 from service.dag import find_cycle, parents_first
 from service.errors import (
     DependencyCycle,
@@ -179,12 +179,41 @@ async def submit_job(request: Request[Any, Any, Any], state: State) -> Response[
     accepted = await batcher.submit(submission)
     if accepted.created:
         state.telemetry.add("taskq_jobs_submitted", type=submission.type, priority=submission.priority.value)
+    if accepted.created and accepted.status not in _TERMINAL_VALUES:
+        # Everything is known without reading the row back: one query less per submission.
+        return Response(created_view(submission, accepted, settings.default_timeout_seconds), status_code=201)
     view = await _load_job(state, accepted.job_id)
-    if accepted.created:
-        if accepted.position is not None and view.status == Status.PENDING.value:
-            view.position_in_queue = accepted.position
-        return Response(view, status_code=201)
-    return Response(view, status_code=200)
+    return Response(view, status_code=201 if accepted.created else 200)
+
+
+_TERMINAL_VALUES = frozenset(s.value for s in Status if s.terminal)
+
+
+def created_view(submission: JobSubmission, accepted: Accepted, default_timeout: float) -> JobView:
+    """The job as its submission and the scheduler's answer describe it, equal to what a GET returns."""
+    running = accepted.started_at is not None
+    run_at = timestamp(submission.run_at) if submission.run_at is not None else None
+    return JobView(
+        job_id=accepted.job_id,
+        type=submission.type,
+        priority=submission.priority.value,
+        status=accepted.status,
+        payload=submission.payload,
+        resource_requirements=submission.resource_requirements,
+        depends_on=list(submission.depends_on),
+        retry_config=submission.retry_config,
+        timeout_seconds=submission.timeout_seconds if submission.timeout_seconds is not None else default_timeout,
+        run_at=run_at,
+        next_run_at=run_at if accepted.status == Status.SCHEDULED.value else None,
+        created_at=timestamp(accepted.created_at) or "",
+        started_at=timestamp(accepted.started_at),
+        finished_at=None,
+        attempt_count=1 if running else 0,
+        error=None,
+        result=None,
+        position_in_queue=accepted.position if accepted.status == Status.PENDING.value else None,
+        attempts=[AttemptView(1, timestamp(accepted.started_at), None, None, None, None)] if running else [],
+    )
 
 
 @post("/jobs/batch", status_code=201, summary="Submit a batch of jobs, all or nothing", tags=["jobs"])

@@ -44,6 +44,8 @@ class Accepted:
     status: str = ""
     created_at: float = 0.0
     position: int | None = None
+    started_at: float | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -53,6 +55,7 @@ class _Pending:
     digest: bytes
     future: asyncio.Future[Accepted] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     index: int | None = None  # position in a batch, for error field names
+    error: str | None = None  # why it was committed as upstream_failed
 
     @property
     def field_prefix(self) -> str:
@@ -152,6 +155,7 @@ class SubmitBatcher:
                     continue
                 in_group[item.job_id] = item
                 status, error_text = _initial_status(item.submission, known, now)
+                item.error = error_text
                 rows.append(_row(item, status, error_text, self.default_timeout))
                 chosen.append(item)
             inserted = {r["job_id"]: r for r in await gateway.insert_jobs(conn, rows)} if rows else {}
@@ -190,9 +194,11 @@ class SubmitBatcher:
         """Tell the scheduler; answer each client with its place in line (or without, if it is away)."""
         positions: dict[str, int] = {}
         statuses: dict[str, str] = {}
+        started: dict[str, float] = {}
         try:
             reply = await self.link.request(lambda rid: Submitted(rid, [job for _, job in created]))
             positions, statuses = reply.positions, {k: v.value for k, v in reply.statuses.items()}
+            started = reply.started_at
         except ServiceUnavailable:
             log.warning("scheduler unavailable; %d committed jobs wait for its rebuild", len(created))
         for item, job in created:
@@ -204,6 +210,8 @@ class SubmitBatcher:
                         status=statuses.get(job.job_id, job.status.value),
                         created_at=job.created_at,
                         position=positions.get(job.job_id),
+                        started_at=started.get(job.job_id),
+                        error=item.error,
                     )
                 )
 

@@ -263,9 +263,15 @@ class SchedulerActor:
         self.core.tick(now)
         effects = self.core.take_effects()
         for client, request_id, job_ids in turn.position_requests:
-            turn.replies.append(
-                (client, Reply(request_id, positions=self._positions(job_ids), statuses=self._statuses(job_ids)))
+            started = {
+                job_id: job.started_at
+                for job_id in job_ids
+                if (job := self.core.jobs.get(job_id)) is not None and job.started_at is not None
+            }
+            reply = Reply(
+                request_id, positions=self._positions(job_ids), statuses=self._statuses(job_ids), started_at=started
             )
+            turn.replies.append((client, reply))
         for client, request_id, job_id in turn.explain_requests:
             turn.replies.append((client, Reply(request_id, explanation=self.core.explain(job_id, now))))
         starts = await self._commit(effects, turn)
@@ -314,7 +320,12 @@ class SchedulerActor:
                     message.job_id, message.attempt, message.outcome, message.error, message.result, now
                 )
                 if not accepted:
-                    log.warning("rejected a stale report for %s attempt %d", message.job_id, message.attempt)
+                    log.warning(
+                        "rejected a stale report for %s attempt %d",
+                        message.job_id,
+                        message.attempt,
+                        extra={"job_id": message.job_id},
+                    )
                 turn.acks.append(message.seq)
             case AttemptStarted(job_id=job_id, attempt=attempt, pid=pid, at=at):
                 if self.core.attempt_started(job_id, attempt):

@@ -167,6 +167,8 @@ class SchedulerCore:
         # attempts that survived a scheduler restart must be known before anything new starts.
         self.supervisor_ready = False
         self.draining = False
+        # Set whenever the outcome of a dispatch pass could differ from the last one's.
+        self._queue_changed = True
 
     # ------------------------------------------------------------------------------------------- queries
 
@@ -357,6 +359,7 @@ class SchedulerCore:
             self.depth[(job.status, job.level)] += 1
             self.running[job.job_id] = job
             self.used = self.used + job.need
+            self._queue_changed = True
             return
         if new.status is Status.PENDING and ready_at is not None:
             new = msgspec.structs.replace(new, created_at=ready_at)
@@ -386,6 +389,7 @@ class SchedulerCore:
                 # The supervisor runs something this scheduler already closed: stop it, its result is void.
                 self._effects.kills.append(Kill(job_id, attempt, Outcome.CANCELLED))
         self.supervisor_ready = True
+        self._queue_changed = True
 
     def supervisor_lost(self) -> None:
         self.supervisor_ready = False
@@ -399,6 +403,7 @@ class SchedulerCore:
             return False
         del self.running[job_id]
         self.used = self.used - job.need
+        self._queue_changed = True
         ran_for = max(0.0, now - job.started_at) if job.started_at is not None else 0.0
         job.started_at = None
         if job.cancel_requested and outcome is not Outcome.SUCCEEDED:
@@ -509,9 +514,13 @@ class SchedulerCore:
         head will leave over at that time. Only the first `BACKFILL_DEPTH` waiting jobs are examined, so a
         turn costs O(depth log n) however long the queue is.
         """
-        self.reservation = None
         if not self.supervisor_ready or self.draining:
+            self.reservation = None
             return
+        if not self._queue_changed:
+            return  # nothing became pending, left the queue or freed resources: the last pass still holds
+        self._queue_changed = False
+        self.reservation = None
         free = self.free
         extra = ZERO
         for key in list(itertools.islice(self.queue, BACKFILL_DEPTH)):
@@ -589,6 +598,7 @@ class SchedulerCore:
         job.due_at = None
         job.key = self.queue.key(ready_at=ready_at, level=job.level, seq=job.seq, job_id=job.job_id)
         self.queue.add(job.key)
+        self._queue_changed = True
         heapq.heappush(self._pending_since, (ready_at, job.seq, job.job_id))
         if was_committed_pending:
             return
@@ -618,6 +628,7 @@ class SchedulerCore:
         if job.key is not None:
             self.queue.remove(job.key)
             job.key = None
+            self._queue_changed = True
         job.due_at = None  # its timer entry turns stale
 
     def _succeed(self, job: Job, result: Any, now: float) -> None:

@@ -72,6 +72,7 @@ class Worker:
     partial: dict[int, bytes] = field(default_factory=dict)  # an unfinished line per pipe
     log_lines: int = 0
     dropped_lines: int = 0
+    reported: bool = False
 
 
 class Supervisor:
@@ -113,15 +114,20 @@ class Supervisor:
             if now >= self.next_stats and self.conn is not None:
                 self.next_stats = now + STATS_SECONDS
                 self._send(SupervisorStats(self.forks, len(self.spares), len(self.busy), self.restarts))
-            if self.stopping:
-                if (not self.busy and (not self.outbox or self.conn is None)) or now >= self.stop_deadline:
-                    break
-            elif self.conn is not None and len(self.spares) < self.settings.spare_workers:
-                self._add_spare()
-                continue  # re-check timers before blocking
-            for key, _ in self.selector.select(self._timeout(now)):
+            if self.stopping and (
+                (not self.busy and (not self.outbox or self.conn is None)) or now >= self.stop_deadline
+            ):
+                break
+            short_of_spares = (
+                not self.stopping and self.conn is not None and len(self.spares) < self.settings.spare_workers
+            )
+            # Forking a spare waits until nothing else is ready: a start never queues behind a fork.
+            ready = self.selector.select(0 if short_of_spares else self._timeout(now))
+            for key, _ in ready:
                 callback: Callable[[], None] = key.data
                 callback()
+            if short_of_spares and not ready:
+                self._add_spare()
         self._shutdown()
 
     def _timeout(self, now: float) -> float:
@@ -351,6 +357,9 @@ class Supervisor:
         for message in w.frames.feed(data):
             if isinstance(message, WorkerResult):
                 w.result = message
+                # The attempt is over when the handler's result is in: report now, not when the process
+                # has finished exiting, so the next job need not wait for the teardown.
+                self._end_attempt(w, exit_code=0)
             elif isinstance(message, WorkerLog):
                 self._handler_log(w, message.level, message.message, message.at)
 
@@ -386,8 +395,15 @@ class Supervisor:
             if w in self.spares:
                 self.spares.remove(w)
             return
+        self._end_attempt(w, exit_code)
+
+    def _end_attempt(self, w: Worker, exit_code: int) -> None:
+        """Report how the attempt ended, once: on its result, or on the process's exit without one."""
+        if w.reported or w.job is None:
+            return
+        w.reported = True
         job = w.job
-        del self.busy[(job.job_id, job.attempt)]
+        self.busy.pop((job.job_id, job.attempt), None)
         outcome, error = classify(w.result, exit_code, w.kill_reason)
         self._report(job, outcome, error, w.result.result if w.result is not None and w.result.ok else None)
 
@@ -418,6 +434,7 @@ class Supervisor:
                         w.job.job_id,
                         rss >> 20,
                         w.job.memory_mb,
+                        extra={"job_id": w.job.job_id},
                     )
                     self._kill(w, Outcome.MEMORY_EXCEEDED)
             if w.kill_reason is None and w.deadline is not None and now >= w.deadline:

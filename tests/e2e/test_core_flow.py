@@ -236,3 +236,18 @@ def test_jobs_still_running_after_the_grace_are_interrupted_without_using_an_att
     second = service_factory(first.database_url, TASKQ_SHUTDOWN_GRACE_SECONDS="0.5").start()
     done = second.wait_status(job["job_id"], "succeeded")
     assert [a["outcome"] for a in done["attempts"]] == ["interrupted", "succeeded"]  # max_attempts 1 and yet it ran
+
+
+def test_a_second_signal_ends_the_grace_at_once(service_factory: Callable[..., Service]) -> None:
+    first = service_factory(TASKQ_SHUTDOWN_GRACE_SECONDS="60").start()
+    job = first.submit(type="long_running", payload={"duration_seconds": 60})
+    first.wait_status(job["job_id"], "running")
+    assert first.process is not None
+    first.process.send_signal(signal.SIGTERM)
+    wait_until(lambda: first.http.get("/health/ready").status_code == 503, timeout=2, what="draining")
+    first.process.send_signal(signal.SIGTERM)
+    assert first.process.wait(15) == 0  # far sooner than the 60 s grace
+    second = service_factory(first.database_url).start()
+    assert second.job(job["job_id"])["attempts"][0]["outcome"] == "interrupted"
+    second.http.patch(f"/jobs/{job['job_id']}/cancel")
+    second.wait_status(job["job_id"], "cancelled")

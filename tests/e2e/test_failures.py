@@ -25,7 +25,8 @@ def duration(attempt: dict[str, Any]) -> float:
 
 
 def gap(before: dict[str, Any], after: dict[str, Any]) -> float:
-    return ts(after["started_at"]) - ts(before["finished_at"])
+    """Seconds between two attempts, with a millisecond of slack: the API shows milliseconds."""
+    return ts(after["started_at"]) - ts(before["finished_at"]) + 0.001
 
 
 def test_scenario_5_retries_timeouts_permanent_failures_and_dependents(service_factory: Callable[..., Service]) -> None:

@@ -360,6 +360,18 @@ def test_blocked_head_with_two_running_jobs_without_timeouts_does_not_crash_tick
     assert core.reservation.job_id == "head"
 
 
+def test_running_jobs_ending_at_the_same_time_free_their_resources_together() -> None:
+    core = make_core(capacity=Resources(6, 4096))
+    admit(core, new_job("r1", 1, cpu=2, timeout=10.0), 100.0)
+    admit(core, new_job("r2", 2, cpu=2, timeout=10.0), 100.0)
+    assert started(tick(core, 100.0)) == ["r1", "r2"]
+    admit(core, new_job("head", 3, priority=HIGH, cpu=5), 101.0)
+    admit(core, new_job("short", 4, priority=LOW, cpu=2, timeout=5.0), 101.0)
+    assert [(s.job_id, s.backfilled) for s in tick(core, 101.0).starts] == [("short", True)]
+    assert core.reservation is not None
+    assert (core.reservation.job_id, core.reservation.at, core.reservation.extra.cpu_units) == ("head", 112.0, 1)
+
+
 def test_an_attempt_started_at_time_zero_keeps_its_true_end_bound() -> None:
     core = make_core(capacity=Resources(4, 4096))
     run_one(core, new_job("r", 1, cpu=2, timeout=10.0), 0.0)  # sure to end by 12
@@ -1275,9 +1287,10 @@ def test_dependent_job_with_a_future_run_at_does_not_start_before_run_at() -> No
     admit(core, new_job("p", 1))
     admit(core, new_job("c", 2, deps=["p"], status=Status.BLOCKED, run_at=100.0))
     tick(core, 0.0)
-    finish(core, "p", 1, Outcome.SUCCEEDED, 1.0)
+    t = only_transition(finish(core, "p", 1, Outcome.SUCCEEDED, 1.0), "c")
+    assert (t.status, t.event, t.next_run_at) == (Status.SCHEDULED, "scheduled", 100.0)
     assert started(tick(core, 1.0)) == []
-    assert core.jobs["c"].status is Status.SCHEDULED
+    assert core.next_wakeup() == 100.0
     assert started(tick(core, 100.0)) == ["c"]
 
 

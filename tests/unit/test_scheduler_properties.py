@@ -389,7 +389,9 @@ class Model:
 
     def _starts(self, effects: Effects, now: float, ticked: bool) -> None:
         """Starts go in queue order: the line starts while it fits; past the first job that does not (the
-        head), a job starts only as backfill, which must not delay the head's guaranteed start (EASY)."""
+        head), a job starts only as backfill, which must not delay the head's guaranteed start (EASY): it is
+        sure to end before a finite reservation, or fits in what the head leaves over then. A job held back
+        although it fits must be one that could delay the head."""
         ids = [s.job_id for s in effects.starts]
         if not (ticked and self.supervisor_ready):
             assert ids == [], "dispatch outside tick or before the supervisor is ready"

@@ -25,7 +25,7 @@ def test_an_empty_environment_loads_every_default() -> None:
         aging_interval_seconds=60.0,
         kill_grace_seconds=2.0,
         default_timeout_seconds=3600.0,
-        spare_workers=1,
+        spare_workers=4,
         max_log_lines=1000,
         stream_buffer_events=10000,
         max_body_bytes=1048576,
