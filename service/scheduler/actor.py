@@ -54,7 +54,7 @@ from service.protocol import (
 from service.scheduler.core import Effects, Restored, SchedulerCore, Transition
 from service.settings import Settings
 from service.store import gateway
-from service.store.gateway import LogRow, TransitionRow
+from service.store.gateway import AttemptChange, JobChange, LogRow
 from service.telemetry import Telemetry
 from service.transport import AsyncChannel, ChannelClosed
 
@@ -455,33 +455,28 @@ class SchedulerActor:
                 )
         if not (effects or logs or turn.pids or turn.events):
             return []
-        last: dict[str, Transition] = {}
-        for transition in effects.transitions:
-            last[transition.job_id] = transition  # several changes of one job in a turn: the last one stands
-        rows = [
-            TransitionRow(
-                t.job_id,
-                t.status.value,
-                t.at,
-                error=t.error,
-                result=gateway.json_text(t.result) if t.status is Status.SUCCEEDED else None,
-                next_run_at=t.next_run_at,
-                charged=t.charged,
+        jobs: dict[str, JobChange] = {}
+        for t in effects.transitions:  # several changes of one job in a turn: the last one stands
+            result = gateway.json_text(t.result) if t.status is Status.SUCCEEDED else None
+            jobs[t.job_id] = JobChange(t.job_id, t.status.value, t.at, t.error, result, t.next_run_at, t.charged)
+        for start in effects.starts:  # a start comes after any transition of the same turn
+            jobs[start.job_id] = JobChange(
+                start.job_id, Status.RUNNING.value, start.at, charged=start.charged, attempt=start.attempt, started=True
             )
-            for t in last.values()
-        ]
+        attempts: dict[tuple[str, int], AttemptChange] = {}
+        for close in effects.closes:
+            attempts[(close.job_id, close.attempt)] = AttemptChange(
+                close.job_id, close.attempt, close.at, close.outcome.value, close.error
+            )
+        for job_id, attempt, pid in turn.pids:
+            change = attempts.setdefault((job_id, attempt), AttemptChange(job_id, attempt))
+            change.pid = pid
+        opened = [(s.job_id, s.attempt, s.at) for s in effects.starts]
         commit_started = time.perf_counter()
-        async with self.pool.acquire() as conn, conn.transaction():
-            await gateway.close_attempts(
-                conn, [(c.job_id, c.attempt, c.at, c.outcome.value, c.error) for c in effects.closes]
+        async with self.pool.acquire() as conn:
+            starts = await gateway.apply_turn(
+                conn, list(attempts.values()), opened, list(jobs.values()), logs, turn.events
             )
-            await gateway.transition_jobs(conn, rows)
-            starts = await gateway.start_attempts(
-                conn, [(s.job_id, s.attempt, s.at, s.charged) for s in effects.starts]
-            )
-            await gateway.set_attempt_pids(conn, turn.pids)
-            await gateway.insert_logs(conn, logs)
-            await gateway.insert_events(conn, turn.events)
             if self.event_seq - self.pruned_up_to > 2 * EVENT_WINDOW:
                 self.pruned_up_to = self.event_seq - EVENT_WINDOW
                 await gateway.prune_events(conn, self.pruned_up_to)

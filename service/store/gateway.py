@@ -244,3 +244,56 @@ async def count_failed(db: Executor) -> int:
 
 async def ping(db: Executor) -> None:
     await db.fetchval(Q["ping"], timeout=1.0)
+
+
+class AttemptChange(msgspec.Struct, gc=False):
+    """One attempt row's change in a turn: closed, and/or given its worker's pid."""
+
+    job_id: str
+    attempt: int
+    closed_at: float | None = None
+    outcome: str | None = None
+    error: str | None = None
+    pid: int | None = None
+
+
+class JobChange(msgspec.Struct, gc=False):
+    """One job's final state after a turn (its last transition, or its start)."""
+
+    job_id: str
+    status: str
+    at: float
+    error: str | None = None
+    result: str | None = None  # JSON text
+    next_run_at: float | None = None
+    charged: int | None = None
+    attempt: int | None = None
+    started: bool = False
+
+
+def _columns(rows: Sequence[Any], struct: type[msgspec.Struct]) -> list[list[Any]]:
+    return [[getattr(row, name) for row in rows] for name in struct.__struct_fields__]
+
+
+async def apply_turn(
+    db: Executor,
+    attempts: Sequence[AttemptChange],
+    opened: Sequence[tuple[str, int, float]],
+    jobs: Sequence[JobChange],
+    logs: Sequence[LogRow],
+    events: Sequence[Any],
+) -> list[asyncpg.Record]:
+    """A scheduler turn's writes in one statement: returns (job_id, type, payload) of started jobs."""
+    event_fields = ("seq", "at", "job_id", "type", "priority", "status", "event", "attempt", "error")
+    return list(
+        await db.fetch(
+            Q["apply_turn"],
+            *_columns(attempts, AttemptChange),
+            [o[0] for o in opened],
+            [o[1] for o in opened],
+            [o[2] for o in opened],
+            *_columns(jobs, JobChange),
+            *_columns(logs, LogRow),
+            *([getattr(e, name) for e in events] for name in event_fields),
+        )
+    )

@@ -211,3 +211,62 @@ SELECT count(*) FROM jobs WHERE status = 'failed';
 
 -- name: ping
 SELECT 1;
+
+-- name: apply_turn
+-- Everything one scheduler turn changed, as ONE statement (one round trip, one commit): attempt rows
+-- closed or given their worker pid, attempts opened, each job's final state of the turn, its log lines
+-- and stream events. Each row is touched by one part only (the caller merges per job and per attempt:
+-- PostgreSQL applies one update per row in a statement). Returns what the workers of started jobs need.
+WITH
+attempt_changes AS (
+    UPDATE attempts a
+    SET finished_at = coalesce(a.finished_at, to_timestamp(c.closed_at)),
+        outcome = coalesce(a.outcome, c.outcome::attempt_outcome),
+        error = CASE WHEN a.finished_at IS NULL AND c.closed_at IS NOT NULL THEN c.error ELSE a.error END,
+        worker_pid = coalesce(c.pid, a.worker_pid)
+    FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[], $5::text[], $6::int[])
+         AS c(job_id, attempt, closed_at, outcome, error, pid)
+    WHERE a.job_id = c.job_id AND a.attempt = c.attempt
+    RETURNING 1
+),
+opened AS (
+    INSERT INTO attempts (job_id, attempt, started_at)
+    SELECT job_id, attempt, to_timestamp(at)
+    FROM unnest($7::text[], $8::int[], $9::float8[]) AS o(job_id, attempt, at)
+    RETURNING 1
+),
+moved AS (
+    UPDATE jobs j
+    SET status = s.status::job_status,
+        updated_at = to_timestamp(s.at),
+        finished_at = CASE WHEN s.status IN ('succeeded', 'failed', 'cancelled', 'upstream_failed')
+                           THEN to_timestamp(s.at) END,
+        error = s.error,
+        result = coalesce(s.result::jsonb, j.result),
+        next_run_at = to_timestamp(s.next_run_at),
+        ready_at = CASE WHEN s.status = 'pending' THEN to_timestamp(s.at) ELSE j.ready_at END,
+        attempts_charged = coalesce(s.charged, j.attempts_charged),
+        attempt_count = coalesce(s.attempt, j.attempt_count),
+        started_at = CASE WHEN s.started THEN to_timestamp(s.at) ELSE j.started_at END
+    FROM unnest($10::text[], $11::text[], $12::float8[], $13::text[], $14::text[], $15::float8[], $16::int[],
+                $17::int[], $18::bool[])
+         AS s(job_id, status, at, error, result, next_run_at, charged, attempt, started)
+    WHERE j.job_id = s.job_id
+    RETURNING j.job_id, j.type, j.payload::text AS payload, s.started
+),
+logged AS (
+    INSERT INTO job_logs (job_id, attempt, at, level, event, message, data)
+    SELECT l.job_id, l.attempt, to_timestamp(l.at), l.level, l.event, l.message, l.data::jsonb
+    FROM unnest($19::text[], $20::int[], $21::float8[], $22::text[], $23::text[], $24::text[], $25::text[])
+         AS l(job_id, attempt, at, level, event, message, data)
+    RETURNING 1
+),
+evented AS (
+    INSERT INTO job_events (seq, at, job_id, type, priority, status, event, attempt, error)
+    SELECT e.seq, to_timestamp(e.at), e.job_id, e.type, e.priority::job_priority, e.status::job_status, e.event,
+           e.attempt, e.error
+    FROM unnest($26::bigint[], $27::float8[], $28::text[], $29::text[], $30::text[], $31::text[], $32::text[],
+                $33::int[], $34::text[]) AS e(seq, at, job_id, type, priority, status, event, attempt, error)
+    RETURNING 1
+)
+SELECT job_id, type, payload FROM moved WHERE started;

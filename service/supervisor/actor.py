@@ -13,6 +13,7 @@ Single-threaded on purpose: forking a process that has other threads is unsafe.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import selectors
@@ -73,6 +74,7 @@ class Worker:
     log_lines: int = 0
     dropped_lines: int = 0
     reported: bool = False
+    exited: bool = False
 
 
 class Supervisor:
@@ -240,6 +242,9 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:  # the worker
             code = 0
+            # The supervisor's objects are never collected in the worker: freezing them keeps the worker's
+            # garbage collector from touching (and so copying) the pages it shares with the supervisor.
+            gc.freeze()
             try:
                 parent_end.close()
                 os.close(out_r)
@@ -268,6 +273,8 @@ class Supervisor:
         return w
 
     def _on_worker_output(self, w: Worker, fd: int) -> None:
+        if fd not in w.output:  # already drained and closed at the worker's exit
+            return
         try:
             data = os.read(fd, 1 << 16)
         except BlockingIOError:
@@ -341,6 +348,8 @@ class Supervisor:
         self._send(AttemptStarted(job.job_id, job.attempt, w.pid, time.time()))
 
     def _on_worker_data(self, w: Worker) -> None:
+        if not w.sock_open:  # its exit, handled earlier in this same batch of events, closed it
+            return
         try:
             data = w.sock.recv(1 << 16)
         except BlockingIOError:
@@ -364,6 +373,9 @@ class Supervisor:
                 self._handler_log(w, message.level, message.message, message.at)
 
     def _on_worker_exit(self, w: Worker) -> None:
+        if w.exited:
+            return
+        w.exited = True
         if w.sock_open:  # the result may still sit in the socket
             while True:
                 try:
@@ -374,6 +386,7 @@ class Supervisor:
                     break
                 self._take_frames(w, data)
             self.selector.unregister(w.sock)
+            w.sock_open = False
         w.sock.close()
         for fd in list(w.output):
             self._close_output(w, fd)

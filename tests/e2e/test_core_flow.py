@@ -251,3 +251,27 @@ def test_a_second_signal_ends_the_grace_at_once(service_factory: Callable[..., S
     assert second.job(job["job_id"])["attempts"][0]["outcome"] == "interrupted"
     second.http.patch(f"/jobs/{job['job_id']}/cancel")
     second.wait_status(job["job_id"], "cancelled")
+
+
+def test_a_thousand_tiny_jobs_each_run_exactly_once(service: Service) -> None:
+    """The specification's 1000-job run as a correctness check (speed is measured by `make bench`):
+    under a steady stream of forks, starts and exits, no actor crashes and no attempt repeats."""
+    jobs = [{"type": "quick_task", "priority": p, "payload": {"duration_seconds": 0}} for p in ["low", "high"] * 500]
+    response = service.http.post("/jobs/batch", json={"jobs": jobs})
+    assert response.status_code == 201
+    wait_until(
+        lambda: service.http.get("/stats").json()["jobs_by_status"]["succeeded"] == 1000,
+        timeout=120,
+        interval=0.2,
+        what="1000 jobs to succeed",
+    )
+    attempts = []
+    cursor = None
+    while True:
+        page = service.http.get("/jobs", params={"limit": 500, **({"cursor": cursor} if cursor else {})}).json()
+        attempts += [item["attempt_count"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert attempts == [1] * 1000
+    assert "restarting" not in service.logs()
