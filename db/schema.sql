@@ -195,6 +195,35 @@ ALTER TABLE public.jobs ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (
 
 
 --
+-- Name: scheduler_jobs; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.scheduler_jobs AS
+ SELECT job_id,
+    type,
+    seq,
+    priority,
+    status,
+    cpu_units,
+    memory_mb,
+    depends_on,
+    timeout_seconds,
+    max_attempts,
+    backoff_multiplier,
+    initial_delay_seconds,
+    max_delay_seconds,
+    jitter,
+    attempt_count,
+    attempts_charged AS charged,
+    (EXTRACT(epoch FROM created_at))::double precision AS created_at,
+    (EXTRACT(epoch FROM run_at))::double precision AS run_at,
+    (EXTRACT(epoch FROM next_run_at))::double precision AS next_run_at,
+    (EXTRACT(epoch FROM ready_at))::double precision AS ready_at,
+    (EXTRACT(epoch FROM started_at))::double precision AS started_at
+   FROM public.jobs;
+
+
+--
 -- Name: schema_migrations; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -345,4 +374,5 @@ ALTER TABLE ONLY public.job_logs
 INSERT INTO public.schema_migrations (version) VALUES
     ('20261129000001'),
     ('20261129000002'),
-    ('20261129000003');
+    ('20261129000003'),
+    ('20261129000004');

@@ -405,7 +405,7 @@ class SchedulerActor:
         """An API (re)connected: admit live jobs committed since this scheduler started (with a margin
         for transactions in flight at its rebuild) that it never heard of. A lost notice then delays a
         job by one reconnect, never forever."""
-        rows = await gateway.load_live_jobs_since(self.pool, self.started_at - SWEEP_MARGIN_SECONDS)
+        rows = await gateway.load_live_jobs(self.pool, since=self.started_at - SWEEP_MARGIN_SECONDS)
         missed = [
             row
             for row in rows

@@ -150,54 +150,14 @@ async def count_by_status(db: Executor) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------- scheduler path
 
 
-async def load_live_jobs(db: Executor) -> list[asyncpg.Record]:
-    return list(await db.fetch(Q["load_live_jobs"]))
-
-
-async def load_live_jobs_since(db: Executor, since: float) -> list[asyncpg.Record]:
-    return list(await db.fetch(Q["load_live_jobs_since"], since))
+async def load_live_jobs(db: Executor, since: float = 0.0) -> list[asyncpg.Record]:
+    return list(await db.fetch(Q["load_live_jobs"], since))
 
 
 async def job_statuses(db: Executor, job_ids: Sequence[str]) -> dict[str, str]:
     if not job_ids:
         return {}
     return {r["job_id"]: r["status"] for r in await db.fetch(Q["job_statuses"], list(job_ids))}
-
-
-async def start_attempts(db: Executor, starts: Sequence[tuple[str, int, float, int]]) -> list[asyncpg.Record]:
-    """Marks jobs running, opens their attempt rows, returns (job_id, type, payload) for the workers.
-    Each start is (job_id, attempt, at, attempts charged so far)."""
-    if not starts:
-        return []
-    ids, attempts, ats = [s[0] for s in starts], [s[1] for s in starts], [s[2] for s in starts]
-    await db.execute(Q["open_attempts"], ids, attempts, ats)
-    return list(await db.fetch(Q["start_attempts"], ids, attempts, ats, [s[3] for s in starts]))
-
-
-async def close_attempts(db: Executor, rows: Sequence[tuple[str, int, float, str, str | None]]) -> None:
-    if rows:
-        await db.execute(Q["close_attempts"], *(list(column) for column in zip(*rows, strict=True)))
-
-
-async def set_attempt_pids(db: Executor, rows: Sequence[tuple[str, int, int]]) -> None:
-    if rows:
-        await db.execute(Q["set_attempt_pids"], *(list(column) for column in zip(*rows, strict=True)))
-
-
-class TransitionRow(msgspec.Struct, gc=False):
-    job_id: str
-    status: str
-    at: float
-    error: str | None = None
-    result: str | None = None  # JSON text
-    next_run_at: float | None = None
-    charged: int | None = None  # attempts_charged, when the transition changes it
-
-
-async def transition_jobs(db: Executor, rows: Sequence[TransitionRow]) -> None:
-    if rows:
-        columns = [[getattr(row, name) for row in rows] for name in TransitionRow.__struct_fields__]
-        await db.execute(Q["transition_jobs"], *columns)
 
 
 async def load_redrive(db: Executor, job_id: str) -> list[asyncpg.Record]:
@@ -212,13 +172,6 @@ async def running_resources(db: Executor) -> tuple[int, int]:
 
 async def try_scheduler_lock(conn: asyncpg.Connection) -> bool:
     return bool(await conn.fetchval(Q["try_scheduler_lock"]))
-
-
-async def insert_events(db: Executor, events: Sequence[Any]) -> None:
-    """`events`: protocol.JobEvent values."""
-    if events:
-        fields = ("seq", "at", "job_id", "type", "priority", "status", "event", "attempt", "error")
-        await db.execute(Q["insert_events"], *([getattr(e, name) for e in events] for name in fields))
 
 
 async def last_event_seq(db: Executor) -> int:

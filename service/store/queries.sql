@@ -77,80 +77,19 @@ LIMIT $3;
 SELECT status::text AS status, count(*) AS n FROM jobs GROUP BY status;
 
 -- name: load_live_jobs
--- The scheduler's whole state at start-up: every job that is not terminal (jobs_live_idx).
-SELECT job_id, type, seq, priority::text AS priority, status::text AS status, cpu_units, memory_mb, depends_on,
-       timeout_seconds, max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
-       attempt_count, attempts_charged AS charged,
-       extract(epoch FROM created_at)::float8 AS created_at,
-       extract(epoch FROM run_at)::float8 AS run_at,
-       extract(epoch FROM next_run_at)::float8 AS next_run_at,
-       extract(epoch FROM ready_at)::float8 AS ready_at,
-       extract(epoch FROM started_at)::float8 AS started_at
-FROM jobs
-WHERE status IN ('blocked', 'pending', 'scheduled', 'running')
-ORDER BY seq;
-
--- name: load_live_jobs_since
--- Live jobs committed since a time: the sweep that catches a submission whose notice was lost
--- (the API committed while the scheduler restarted, or the API died between commit and notice).
-SELECT job_id, type, seq, priority::text AS priority, status::text AS status, cpu_units, memory_mb, depends_on,
-       timeout_seconds, max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
-       attempt_count, attempts_charged AS charged,
-       extract(epoch FROM created_at)::float8 AS created_at,
-       extract(epoch FROM run_at)::float8 AS run_at,
-       extract(epoch FROM next_run_at)::float8 AS next_run_at,
-       extract(epoch FROM ready_at)::float8 AS ready_at,
-       extract(epoch FROM started_at)::float8 AS started_at
-FROM jobs
-WHERE status IN ('blocked', 'pending', 'scheduled', 'running') AND created_at >= to_timestamp($1)
+-- Every job that is not terminal and was created since $1 (epoch seconds; 0 for all): the scheduler's
+-- whole state at start-up, and the sweep that catches a submission whose notice was lost (the API
+-- committed while the scheduler restarted, or died between commit and notice). Uses jobs_live_idx.
+SELECT *
+FROM scheduler_jobs
+WHERE status IN ('blocked', 'pending', 'scheduled', 'running') AND created_at >= $1
 ORDER BY seq;
 
 -- name: job_statuses
 SELECT job_id, status::text AS status FROM jobs WHERE job_id = ANY($1::text[]);
 
--- name: start_attempts
--- Marks jobs running and hands back what the worker needs, in the same round trip.
-UPDATE jobs j
-SET status = 'running', attempt_count = s.attempt, attempts_charged = s.charged, started_at = to_timestamp(s.at),
-    updated_at = to_timestamp(s.at), next_run_at = NULL, error = NULL
-FROM unnest($1::text[], $2::int[], $3::float8[], $4::int[]) AS s(job_id, attempt, at, charged)
-WHERE j.job_id = s.job_id
-RETURNING j.job_id, j.type, j.payload::text AS payload;
-
--- name: open_attempts
-INSERT INTO attempts (job_id, attempt, started_at)
-SELECT job_id, attempt, to_timestamp(at)
-FROM unnest($1::text[], $2::int[], $3::float8[]) AS s(job_id, attempt, at);
-
--- name: close_attempts
-UPDATE attempts a
-SET finished_at = to_timestamp(s.at), outcome = s.outcome::attempt_outcome, error = s.error
-FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[], $5::text[]) AS s(job_id, attempt, at, outcome, error)
-WHERE a.job_id = s.job_id AND a.attempt = s.attempt AND a.finished_at IS NULL;
-
--- name: set_attempt_pids
-UPDATE attempts a SET worker_pid = s.pid
-FROM unnest($1::text[], $2::int[], $3::int[]) AS s(job_id, attempt, pid)
-WHERE a.job_id = s.job_id AND a.attempt = s.attempt;
-
--- name: transition_jobs
--- Status changes of one scheduler turn. finished_at follows the status (the CHECK insists on it).
-UPDATE jobs j
-SET status = s.status::job_status,
-    updated_at = to_timestamp(s.at),
-    finished_at = CASE WHEN s.status IN ('succeeded', 'failed', 'cancelled', 'upstream_failed')
-                       THEN to_timestamp(s.at) END,
-    error = s.error,
-    result = coalesce(s.result::jsonb, j.result),
-    next_run_at = to_timestamp(s.next_run_at),
-    ready_at = CASE WHEN s.status = 'pending' THEN to_timestamp(s.at) ELSE j.ready_at END,
-    attempts_charged = coalesce(s.charged, j.attempts_charged)
-FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[], $6::float8[], $7::int[])
-     AS s(job_id, status, at, error, result, next_run_at, charged)
-WHERE j.job_id = s.job_id;
-
 -- name: load_redrive
--- A failed job and every upstream_failed job downstream of it, as load_live_jobs shapes them.
+-- A failed job and every upstream_failed job downstream of it.
 WITH RECURSIVE downstream(job_id) AS (
     SELECT $1::text
     UNION
@@ -159,15 +98,8 @@ WITH RECURSIVE downstream(job_id) AS (
     JOIN downstream ON d.depends_on = downstream.job_id
     JOIN jobs c ON c.job_id = d.job_id AND c.status = 'upstream_failed'
 )
-SELECT job_id, type, seq, priority::text AS priority, status::text AS status, cpu_units, memory_mb, depends_on,
-       timeout_seconds, max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
-       attempt_count, attempts_charged AS charged,
-       extract(epoch FROM created_at)::float8 AS created_at,
-       extract(epoch FROM run_at)::float8 AS run_at,
-       extract(epoch FROM next_run_at)::float8 AS next_run_at,
-       extract(epoch FROM ready_at)::float8 AS ready_at,
-       extract(epoch FROM started_at)::float8 AS started_at
-FROM jobs
+SELECT *
+FROM scheduler_jobs
 WHERE job_id IN (SELECT job_id FROM downstream)
 ORDER BY seq;
 
@@ -179,13 +111,6 @@ FROM jobs WHERE status = 'running';
 -- Ownership of scheduling for this database: a session advisory lock, released by PostgreSQL itself
 -- when the holder's connection ends (a crash, a kill -9, a partition), never by guessing from age.
 SELECT pg_try_advisory_lock(7461736171);
-
--- name: insert_events
-INSERT INTO job_events (seq, at, job_id, type, priority, status, event, attempt, error)
-SELECT e.seq, to_timestamp(e.at), e.job_id, e.type, e.priority::job_priority, e.status::job_status, e.event,
-       e.attempt, e.error
-FROM unnest($1::bigint[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
-            $9::text[]) AS e(seq, at, job_id, type, priority, status, event, attempt, error);
 
 -- name: last_event_seq
 SELECT coalesce(max(seq), 0) FROM job_events;
