@@ -169,6 +169,8 @@ class SchedulerCore:
         self.draining = False
         # Set whenever the outcome of a dispatch pass could differ from the last one's.
         self._queue_changed = True
+        self._zero_cpu_pending = 0
+        self._zero_mem_pending = 0
 
     # ------------------------------------------------------------------------------------------- queries
 
@@ -523,22 +525,33 @@ class SchedulerCore:
         self.reservation = None
         free = self.free
         extra = ZERO
-        for key in list(itertools.islice(self.queue, BACKFILL_DEPTH)):
+        while (key := self.queue.head()) is not None:  # in order, while the head fits
+            head = self.jobs[key[2]]
+            if not head.need.fits_in(free):
+                break
+            self._start(head, now, backfilled=False)
+            free = free - head.need
+        else:
+            return
+        self.reservation = self._reserve(head, free, now)
+        if (free.cpu_units <= 0 and not self._zero_cpu_pending) or (free.memory_mb <= 0 and not self._zero_mem_pending):
+            return  # nothing waiting could fit in what is free: no scan
+        extra = self.reservation.extra
+        chosen: list[Job] = []
+        for key in itertools.islice(self.queue, 1, BACKFILL_DEPTH):
             job = self.jobs[key[2]]
             if not job.need.fits_in(free):
-                if self.reservation is None:
-                    self.reservation = self._reserve(job, free, now)
-                    extra = self.reservation.extra
                 continue
-            if self.reservation is not None:
-                if self.reservation.at != math.inf and self._end_bound(job.timeout_seconds, now) < self.reservation.at:
-                    pass  # done before the head's reserved start: cannot delay it
-                elif job.need.fits_in(extra):
-                    extra = extra - job.need  # runs past it, but in what the head leaves over
-                else:
-                    continue
-            self._start(job, now, backfilled=self.reservation is not None)
+            if self.reservation.at != math.inf and self._end_bound(job.timeout_seconds, now) < self.reservation.at:
+                pass  # done before the head's reserved start: cannot delay it
+            elif job.need.fits_in(extra):
+                extra = extra - job.need  # runs past it, but in what the head leaves over
+            else:
+                continue
+            chosen.append(job)
             free = free - job.need
+        for job in chosen:
+            self._start(job, now, backfilled=True)
 
     def _reserve(self, head: Job, free: Resources, now: float) -> Reservation:
         ends = sorted(
@@ -565,6 +578,7 @@ class SchedulerCore:
         assert job.key is not None
         ready_at = job.key[0] + job.level * self.queue.aging_interval
         self.queue.remove(job.key)
+        self._count_zero_need(job, -1)
         job.key = None
         job.attempt += 1
         job.charged += 1
@@ -598,6 +612,7 @@ class SchedulerCore:
         job.due_at = None
         job.key = self.queue.key(ready_at=ready_at, level=job.level, seq=job.seq, job_id=job.job_id)
         self.queue.add(job.key)
+        self._count_zero_need(job, +1)
         self._queue_changed = True
         heapq.heappush(self._pending_since, (ready_at, job.seq, job.job_id))
         if was_committed_pending:
@@ -627,8 +642,16 @@ class SchedulerCore:
     def _leave_waiting(self, job: Job) -> None:
         if job.key is not None:
             self.queue.remove(job.key)
+            self._count_zero_need(job, -1)
             job.key = None
             self._queue_changed = True
+
+    def _count_zero_need(self, job: Job, delta: int) -> None:
+        """Pending jobs that need no cpu (or no memory) can fit even when that resource is exhausted."""
+        if job.need.cpu_units == 0:
+            self._zero_cpu_pending += delta
+        if job.need.memory_mb == 0:
+            self._zero_mem_pending += delta
         job.due_at = None  # its timer entry turns stale
 
     def _succeed(self, job: Job, result: Any, now: float) -> None:
