@@ -63,7 +63,7 @@ class EventHub:
         self.subscribers: set[Subscriber] = set()
 
     def subscribe(self, filters: Filters) -> Subscriber:
-        subscriber = Subscriber(filters, asyncio.Queue(self.buffer_events))
+        subscriber = Subscriber(filters, asyncio.Queue())
         self.subscribers.add(subscriber)
         return subscriber
 
@@ -71,16 +71,19 @@ class EventHub:
         self.subscribers.discard(subscriber)
 
     def publish(self, events: list[JobEvent]) -> None:
+        """A turn's events go to every subscriber whole: a burst (a 10,000-job batch) is not slowness.
+        A subscriber still holding more than `buffer_events` unsent events when the next turn's arrive
+        is slow: it gets nothing more and is disconnected. So its queue stays under the buffer plus one
+        turn's events."""
         for subscriber in list(self.subscribers):
             if subscriber.overflowed.is_set():
                 continue
+            if subscriber.queue.qsize() > self.buffer_events:
+                subscriber.overflowed.set()
+                continue
             for event in events:
                 if subscriber.filters.match(event):
-                    try:
-                        subscriber.queue.put_nowait(event)
-                    except asyncio.QueueFull:
-                        subscriber.overflowed.set()
-                        break
+                    subscriber.queue.put_nowait(event)
 
 
 def event_json(event: JobEvent | asyncpg.Record) -> dict[str, Any]:
