@@ -182,3 +182,19 @@ def test_service_logs_are_one_json_object_per_line(service: Service) -> None:
     for line in lines:
         record = json.loads(line)
         assert {"ts", "level", "actor", "msg"} <= set(record)
+
+
+def test_a_burst_larger_than_the_buffer_does_not_disconnect_a_reader(service_factory: Callable[..., Service]) -> None:
+    service = service_factory(TASKQ_STREAM_BUFFER_EVENTS="50").start()
+    later = "2099-01-01T00:00:00Z"
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with websockets.connect(ws_url(service)) as ws:
+            jobs = [{"type": "quick_task", "run_at": later} for _ in range(300)]
+            response = await asyncio.to_thread(service.http.post, "/jobs/batch", json={"jobs": jobs})
+            assert response.status_code == 201
+            return [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(300)]
+
+    events = asyncio.run(scenario())  # one turn, 300 events, a buffer of 50: still all delivered
+    assert {e["event"] for e in events} == {"submitted"}
+    assert len({e["job_id"] for e in events}) == 300
