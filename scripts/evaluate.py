@@ -1225,7 +1225,8 @@ def render(run: Run) -> str:
         "`time.perf_counter`; between chunks the queue is put back to n jobs (untimed). *submit* = `admit` of one "
         "more job; *position* = `position()` of a random pending job; *cancel* = `cancel()` of a random pending "
         "job; *dispatch+complete* = `tick()` starting the head, then `attempt_finished(SUCCEEDED)`, per job "
-        f"(each tick also examines up to {BACKFILL_DEPTH} queued jobs for backfill). Garbage collection stays on.\n"
+        f"(a blocked head makes a tick scan up to {BACKFILL_DEPTH} queued jobs for backfill, but only when "
+        "something could fit). Garbage collection stays on.\n"
     )
     sizes = [r.n for r in core]
     rows = []
