@@ -17,7 +17,7 @@ import itertools
 import math
 import random
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from service.scheduler.queue import QueueKey, ReadyQueue
 
 BACKFILL_DEPTH = 512
 RECENT_TERMINAL = 100_000
+COMPACT_SLACK = 1024
 _LIVE = frozenset({Status.BLOCKED, Status.PENDING, Status.SCHEDULED, Status.RUNNING})
 
 # ------------------------------------------------------------------------------------------------ effects
@@ -615,6 +616,8 @@ class SchedulerCore:
         self._count_zero_need(job, +1)
         self._queue_changed = True
         heapq.heappush(self._pending_since, (ready_at, job.seq, job.job_id))
+        if len(self._pending_since) > 2 * len(self.queue) + COMPACT_SLACK:
+            self._pending_since = self._live_entries(self._pending_since, lambda j: j.key is not None)
         if was_committed_pending:
             return
         self._set_status(job, Status.PENDING)
@@ -623,10 +626,28 @@ class SchedulerCore:
     def _schedule(self, job: Job, due: float, now: float, event: str, **extra: Any) -> None:
         job.due_at = due
         heapq.heappush(self._timers, (due, job.seq, job.job_id))
+        if len(self._timers) > 2 * self.depth_of(Status.SCHEDULED) + COMPACT_SLACK:
+            self._timers = self._live_entries(self._timers, lambda j: j.due_at is not None)
         if job.status is Status.SCHEDULED and event == "scheduled":
             return
         self._set_status(job, Status.SCHEDULED)
         self._transition(job, Status.SCHEDULED, now, event, next_run_at=due, **extra)
+
+    def _live_entries(
+        self, heap: list[tuple[float, int, str]], alive: Callable[[Job], bool]
+    ) -> list[tuple[float, int, str]]:
+        """The lazily cleaned heaps drop their stale entries once those outnumber the live ones: amortised
+        O(1) per push, and memory stays proportional to the live jobs."""
+        kept = [
+            entry
+            for entry in heap
+            if (job := self.jobs.get(entry[2])) is not None and alive(job) and _entry_is_current(job, entry, self)
+        ]
+        heapq.heapify(kept)
+        return kept
+
+    def depth_of(self, status: Status) -> int:
+        return sum(n for (s, _), n in self.depth.items() if s is status)
 
     def _set_status(self, job: Job, status: Status) -> None:
         self.depth[(job.status, job.level)] -= 1
@@ -696,6 +717,15 @@ class SchedulerCore:
 
     def _fail_upstream(self, job: Job, dep: str, dep_status: str, now: float) -> None:
         self._finish(job, Status.UPSTREAM_FAILED, now, "upstream_failed", error=f"dependency {dep} {dep_status}")
+
+
+def _entry_is_current(job: Job, entry: tuple[float, int, str], core: SchedulerCore) -> bool:
+    """A heap entry still describes the job: its due time, or its ready time while pending."""
+    if job.due_at is not None and job.status is Status.SCHEDULED:
+        return entry[0] == job.due_at
+    if job.key is not None:
+        return entry[0] == job.key[0] + job.level * core.queue.aging_interval
+    return False
 
 
 def _parents_first(items: list[Restored]) -> list[Restored]:

@@ -1313,3 +1313,18 @@ def test_take_effects_hands_over_and_resets() -> None:
     assert core.take_effects()
     assert core.take_effects() == Effects()
     assert not core.take_effects()
+
+
+def test_lazily_cleaned_heaps_stay_proportional_to_the_live_jobs() -> None:
+    core = make_core(ready=False)
+    for seq in range(1, 20_001):  # admitted then cancelled: each leaves a stale heap entry behind
+        admit(core, new_job(f"p{seq}", seq))
+        admit(core, new_job(f"s{seq}", seq + 100_000, status=Status.SCHEDULED, run_at=1e9))
+        core.cancel(f"p{seq}", 0.0)
+        core.cancel(f"s{seq}", 0.0)
+        core.take_effects()
+    assert core.jobs == {}
+    assert len(core._pending_since) <= 1024 + 1
+    assert len(core._timers) <= 1024 + 1
+    assert core.oldest_pending_since() is None
+    assert core.next_wakeup() is None
