@@ -72,6 +72,12 @@ class RedriveRequest(Message):
     job_id: str
 
 
+class HealthQuery(Message):
+    """GET /health/ready: is the scheduler able to dispatch (a supervisor connected, not draining)?"""
+
+    request_id: int
+
+
 class MetricsQuery(Message):
     """GET /metrics: the scheduler's own metrics, in Prometheus text format."""
 
@@ -97,10 +103,13 @@ class Reply(Message):
     explanation: dict[str, Any] | None = None
     redrive: Literal["redriven", "not_failed"] | None = None
     metrics: str | None = None
+    dispatching: bool | None = None  # answer to HealthQuery
     draining: bool = False
 
 
-ApiToScheduler = ApiHello | Submitted | CancelRequest | PositionQuery | ExplainQuery | RedriveRequest | MetricsQuery
+ApiToScheduler = (
+    ApiHello | Submitted | CancelRequest | PositionQuery | ExplainQuery | RedriveRequest | MetricsQuery | HealthQuery
+)
 
 
 class JobEvent(msgspec.Struct, gc=False):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 import warnings
@@ -101,7 +103,10 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     else:
         from service.embedded_pg import EmbeddedPostgres
 
-        embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+        # Its own directory, not pytest's: pytest prunes old basetemps, which must never pull the data
+        # directory from under a server another pytest run still uses.
+        data_dir = tempfile.mkdtemp(prefix="taskq-test-pg-")
+        embedded = EmbeddedPostgres(data_dir)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             admin = embedded.start(database="postgres")
@@ -113,6 +118,7 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     finally:
         if embedded is not None:
             embedded.stop()
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

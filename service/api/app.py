@@ -55,7 +55,14 @@ from service.errors import (
     TaskqError,
 )
 from service.model import Priority, Resources, Status
-from service.protocol import CancelRequest, ExplainQuery, MetricsQuery, PositionQuery, RedriveRequest
+from service.protocol import (
+    CancelRequest,
+    ExplainQuery,
+    HealthQuery,
+    MetricsQuery,
+    PositionQuery,
+    RedriveRequest,
+)
 from service.settings import Settings
 from service.store import gateway
 from service.telemetry import Telemetry
@@ -427,10 +434,19 @@ async def live() -> dict[str, str]:
 @get("/health/ready", summary="Database reachable and scheduler connected", tags=["health"])
 async def ready(state: State) -> Response[dict[str, Any]]:
     link: SchedulerLink = state.link
-    checks: dict[str, bool] = {"scheduler": link.connected, "database": False, "accepting": not state.draining}
+    checks: dict[str, bool] = {
+        "database": False,
+        "scheduler": False,
+        "supervisor": False,
+        "accepting": not state.draining,
+    }
     with contextlib.suppress(Exception):
-        async with _pool(state).acquire(timeout=1.0) as conn:
-            checks["database"] = await conn.fetchval("SELECT true", timeout=1.0) is True
+        await gateway.ping(_pool(state))
+        checks["database"] = True
+    with contextlib.suppress(TaskqError):
+        reply = await link.request(lambda rid: HealthQuery(rid), timeout=1.0)
+        checks["scheduler"] = True
+        checks["supervisor"] = bool(reply.dispatching)
     ok = all(checks.values())
     return Response({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 

@@ -37,6 +37,7 @@ from service.protocol import (
     Events,
     ExplainQuery,
     HandlerLog,
+    HealthQuery,
     JobEvent,
     KillJob,
     MetricsQuery,
@@ -360,6 +361,9 @@ class SchedulerActor:
             case SupervisorStats():
                 self.supervisor_stats = message
                 self.restarts["supervisor"] = message.restarts
+            case HealthQuery(request_id=request_id):
+                dispatching = self.core.supervisor_ready and not self.core.draining
+                turn.replies.append((client, Reply(request_id, dispatching=dispatching)))
             case MetricsQuery(request_id=request_id):
                 turn.replies.append((client, Reply(request_id, metrics=self.telemetry.render())))
             case ApiHello():
