@@ -72,6 +72,12 @@ class RedriveRequest(Message):
     job_id: str
 
 
+class StatsQuery(Message):
+    """GET /stats: job counts by status and resources in use, from the scheduler's own state."""
+
+    request_id: int
+
+
 class HealthQuery(Message):
     """GET /health/ready: is the scheduler able to dispatch (a supervisor connected, not draining)?"""
 
@@ -104,11 +110,21 @@ class Reply(Message):
     redrive: Literal["redriven", "not_failed"] | None = None
     metrics: str | None = None
     dispatching: bool | None = None  # answer to HealthQuery
+    counts: dict[str, int] = {}  # answer to StatsQuery: jobs by status
+    in_use: dict[str, int] = {}  # answer to StatsQuery: resources held by running attempts
     draining: bool = False
 
 
 ApiToScheduler = (
-    ApiHello | Submitted | CancelRequest | PositionQuery | ExplainQuery | RedriveRequest | MetricsQuery | HealthQuery
+    ApiHello
+    | Submitted
+    | CancelRequest
+    | PositionQuery
+    | ExplainQuery
+    | RedriveRequest
+    | MetricsQuery
+    | HealthQuery
+    | StatsQuery
 )
 
 

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from service.model import Priority, Resources, RetryPolicy, Status
+from service.model import TERMINAL, Priority, Resources, RetryPolicy, Status
 from service.processes import die_with_parent, name_process
 from service.protocol import (
     Ack,
@@ -46,6 +47,7 @@ from service.protocol import (
     RedriveRequest,
     Reply,
     RunJob,
+    StatsQuery,
     Submitted,
     SupervisorHello,
     SupervisorStats,
@@ -97,7 +99,9 @@ class SchedulerActor:
         self.settings = settings
         self.restarts = {"scheduler": restarts, "supervisor": 0, "api": 0}
         self.supervisor_stats = SupervisorStats(0, 0, 0, 0)
-        self.dlq_size = 0
+        # Jobs in each terminal status, counted once at start-up and kept current: /stats and the DLQ
+        # size without counting the whole table.
+        self.terminal_counts: Counter[str] = Counter()
         self.socket_path = socket_path
         self.database_url = database_url
         self.core = SchedulerCore(
@@ -186,7 +190,7 @@ class SchedulerActor:
             "taskq_capacity": lambda: resources(core.capacity),
             "taskq_resources_in_use": lambda: resources(core.used),
             "taskq_utilization": utilization,
-            "taskq_dlq_size": lambda: [(self.dlq_size, {})],
+            "taskq_dlq_size": lambda: [(self.terminal_counts[Status.FAILED.value], {})],
             "taskq_oldest_waiting_age": oldest,
             "taskq_actor_restarts": lambda: [(n, {"actor": actor}) for actor, n in self.restarts.items()],
             "taskq_worker_forks": lambda: [(self.supervisor_stats.forks, {})],
@@ -293,10 +297,8 @@ class SchedulerActor:
         for t in effects.transitions:
             if t.event == "retry_scheduled":
                 add("taskq_job_retries", type=t.job_type)
-            elif t.status is Status.FAILED:
-                self.dlq_size += 1
-            elif t.data is not None and t.data.get("redriven"):
-                self.dlq_size -= 1
+            elif t.status.terminal:
+                self.terminal_counts[t.status.value] += 1
 
     def _handle(
         self,
@@ -310,6 +312,8 @@ class SchedulerActor:
         match message:
             case Submitted(request_id=request_id, jobs=jobs):
                 for job in jobs:
+                    if job.status.terminal:  # committed upstream_failed by the API: it never comes here again
+                        self.terminal_counts[job.status.value] += 1
                     if job.job_id not in self.core.jobs:
                         turn.events.append(
                             self._event(now, job.job_id, job.type, job.priority, job.status, "submitted")
@@ -347,6 +351,9 @@ class SchedulerActor:
                 rows = redrives.get(job_id, [])
                 items = [restored_from_row(row) for row in rows]
                 done = self.core.redrive(job_id, items, dep_status, now)
+                if done:  # they all leave their terminal status; where they end up is counted as it happens
+                    for row in rows:
+                        self.terminal_counts[row["status"]] -= 1
                 turn.replies.append((client, Reply(request_id, redrive="redriven" if done else "not_failed")))
             case ExplainQuery(request_id=request_id, job_id=job_id):
                 turn.explain_requests.append((client, request_id, job_id))
@@ -361,6 +368,10 @@ class SchedulerActor:
             case SupervisorStats():
                 self.supervisor_stats = message
                 self.restarts["supervisor"] = message.restarts
+            case StatsQuery(request_id=request_id):
+                counts = {**self.core.counts(), **{s.value: self.terminal_counts[s.value] for s in TERMINAL}}
+                in_use = {"cpu_units": self.core.used.cpu_units, "memory_mb": self.core.used.memory_mb}
+                turn.replies.append((client, Reply(request_id, counts=counts, in_use=in_use)))
             case HealthQuery(request_id=request_id):
                 dispatching = self.core.supervisor_ready and not self.core.draining
                 turn.replies.append((client, Reply(request_id, dispatching=dispatching)))
@@ -524,7 +535,8 @@ class SchedulerActor:
     # --------------------------------------------------------------------------------------------- rebuild
 
     async def _rebuild(self) -> None:
-        self.dlq_size = await gateway.count_failed(self.pool)
+        counts = await gateway.count_by_status(self.pool)
+        self.terminal_counts = Counter({s.value: counts.get(s.value, 0) for s in TERMINAL})
         self.event_seq = await gateway.last_event_seq(self.pool)
         self.pruned_up_to = (await gateway.first_event_seq(self.pool) or 1) - 1
         rows = await gateway.load_live_jobs(self.pool)

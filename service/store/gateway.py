@@ -191,10 +191,6 @@ async def events_after(db: Executor, after_seq: int, limit: int) -> list[asyncpg
     return list(await db.fetch(Q["events_after"], after_seq, limit))
 
 
-async def count_failed(db: Executor) -> int:
-    return int(await db.fetchval(Q["count_failed"]))
-
-
 async def ping(db: Executor) -> None:
     await db.fetchval(Q["ping"], timeout=1.0)
 

@@ -130,9 +130,6 @@ LIMIT $2;
 -- name: first_event_seq
 SELECT min(seq) FROM job_events;
 
--- name: count_failed
--- The dead letter queue's size at start-up (jobs_status_seq_idx); the scheduler keeps it current after.
-SELECT count(*) FROM jobs WHERE status = 'failed';
 
 -- name: ping
 SELECT 1;

@@ -180,6 +180,8 @@ def test_dead_letter_queue_lists_failed_jobs_and_retry_redrives_them_with_descen
     service.wait_status(grandchild["job_id"], "upstream_failed")
     dlq = service.http.get("/dlq").json()
     assert [job["job_id"] for job in dlq["items"]] == ["flaky_parent"]
+    counts = service.http.get("/stats").json()["jobs_by_status"]
+    assert (counts["failed"], counts["upstream_failed"]) == (1, 2)
     assert dlq["items"][0]["error"]
     assert service.http.post("/jobs/needs_parent/retry").status_code == 409  # only failed jobs
     assert service.http.post("/jobs/nope/retry").status_code == 404
@@ -191,6 +193,8 @@ def test_dead_letter_queue_lists_failed_jobs_and_retry_redrives_them_with_descen
     assert service.wait_status(child["job_id"], "succeeded")["attempt_count"] == 1
     assert service.wait_status(grandchild["job_id"], "succeeded")["attempt_count"] == 1
     assert service.http.get("/dlq").json()["items"] == []
+    counts = service.http.get("/stats").json()["jobs_by_status"]
+    assert (counts["failed"], counts["upstream_failed"], counts["succeeded"]) == (0, 0, 3)
 
 
 def test_killed_scheduler_is_restarted_and_nothing_runs_twice(service: Service) -> None:
