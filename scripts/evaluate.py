@@ -581,6 +581,8 @@ class Perf:
     idle_client_cpu_s: float = math.nan
     jobs_at: dict[str, int] = field(default_factory=dict)  # query stage -> rows in the jobs table
     scheduled_after_batches: int = 0
+    one_at_a_time_start: list[float] = field(default_factory=list)  # idle node: started_at - created_at
+    one_at_a_time_post: list[float] = field(default_factory=list)  # idle node: POST /jobs round trip
 
 
 async def submit_concurrently(base_url: str, bodies: list[dict[str, Any]], concurrency: int) -> Perf:
@@ -647,6 +649,18 @@ def peak_concurrency(intervals: Iterable[tuple[float, float]]) -> int:
         running += delta
         peak = max(peak, running)
     return peak
+
+
+def one_at_a_time(api: Api, perf: Perf, jobs: int = 200) -> None:
+    """Submit → start on an idle node: one job at a time, each started by the time its POST returns
+    (the 201 carries started_at). The gap between submissions only keeps the node idle."""
+    for _ in range(jobs):
+        started = time.perf_counter()
+        job = api.submit({"type": "quick_task", "payload": {"duration_seconds": 0}})
+        perf.one_at_a_time_post.append(time.perf_counter() - started)
+        if job.get("started_at"):
+            perf.one_at_a_time_start.append(ts(job["started_at"]) - ts(job["created_at"]))
+        time.sleep(0.01)
 
 
 def performance_test(svc: ServiceProcess, db: Database, api: Api) -> Perf:
@@ -1297,6 +1311,15 @@ def render(run: Run) -> str:
                     f"({perf.sample_attempts} attempts in {PERF_SAMPLE} jobs)",
                 ],
                 ["submit → start p50 by priority", by_prio],
+                [
+                    f"one job at a time on an idle node ({len(perf.one_at_a_time_post)} jobs): "
+                    "submit → start p50 / p95 (ms resolution)",
+                    f"{ms(pct(perf.one_at_a_time_start, 50))} / {ms(pct(perf.one_at_a_time_start, 95))}",
+                ],
+                [
+                    "one job at a time: POST /jobs round trip p50 / p95",
+                    f"{ms(pct(perf.one_at_a_time_post, 50))} / {ms(pct(perf.one_at_a_time_post, 95))}",
+                ],
             ],
         )
     )
@@ -1599,6 +1622,7 @@ def main() -> int:
         log(f"service ready on {svc.base_url} in {svc.ready_s:.2f}s")
         api = Api(svc.base_url)
         perf = performance_test(svc, db, api)
+        one_at_a_time(api, perf)
         scenarios = run_scenarios(api)
         api.close()
         api = None
