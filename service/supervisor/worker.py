@@ -46,23 +46,25 @@ def run(sock: socket.socket, supervisor_pid: int) -> None:
     """Entry point in the forked child; never returns normally (the caller `_exit`s)."""
     die_with_parent(supervisor_pid)
     name_process("worker (spare)")
+    # Everything a job needs is made while the worker is still a spare, off the path of a start.
+    for stream in (sys.stdout, sys.stderr):  # pipes to the supervisor: line-buffered, each line as written
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     sock.setblocking(True)
     try:
         job = receive_frame(sock, _job_decoder)
     except ChannelClosed:
         return  # a spare that was never used: the supervisor is stopping
     name_process(f"worker {job.job_id} attempt {job.attempt}")
-    # stdout and stderr are pipes to the supervisor now: line-buffer them so each line arrives as written.
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(line_buffering=True)
-    result = _execute(job, sock)
+    result = _execute(job, sock, loop)
     sys.stdout.flush()
     sys.stderr.flush()
     send_frame(sock, result)
 
 
-def _execute(job: WorkerJob, sock: socket.socket) -> WorkerResult:
+def _execute(job: WorkerJob, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> WorkerResult:
     handler = handlers.get(job.type)
     if handler is None:
         return WorkerResult(ok=False, error=f"no handler for job type {job.type!r}", permanent=True)
@@ -73,7 +75,7 @@ def _execute(job: WorkerJob, sock: socket.socket) -> WorkerResult:
     ctx = handlers.JobContext(job_id=job.job_id, attempt=job.attempt, log=log)
     started = time.monotonic()
     try:
-        result: Any = asyncio.run(handler(ctx, job.payload))
+        result: Any = loop.run_until_complete(handler(ctx, job.payload))
         _json.encode(result)  # the result is stored as JSON: refuse what cannot be
     except handlers.PermanentError as exc:
         return WorkerResult(ok=False, error=f"{type(exc).__name__}: {exc}", permanent=True)
