@@ -225,7 +225,7 @@ def test_run_at_in_the_future_is_scheduled_then_starts_on_time(service: Service)
     for job, run_at in zip(jobs, run_ats, strict=True):
         done = service.wait_status(job["job_id"], "succeeded")
         lateness.append(ts(done["attempts"][0]["started_at"]) - run_at.timestamp())
-    assert min(lateness) >= 0  # never early
+    assert min(lateness) > -0.001  # never early (the API truncates timestamps to the millisecond)
     assert sorted(lateness)[1] < 0.1  # on time: the timer wakes the scheduler, no polling
     assert max(lateness) < 0.5  # (bounded even on a loaded 2-core machine)
 
