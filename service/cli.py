@@ -20,8 +20,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"taskq: {exc}", file=sys.stderr)
         return 2
     if args.command == "serve":
+        from service import handlers
         from service.root import serve
 
+        try:  # the actors import them too; a bad module name should stop the service here, in one line
+            handlers.load(settings.handlers)
+        except handlers.UnknownHandlerModule as exc:
+            print(f"taskq: {exc}", file=sys.stderr)
+            return 2
         return serve(settings)
     from service.embedded_pg import EmbeddedPostgres
     from service.store.migrations import migrate

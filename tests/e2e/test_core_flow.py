@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -275,3 +279,38 @@ def test_a_thousand_tiny_jobs_each_run_exactly_once(service: Service) -> None:
             break
     assert attempts == [1] * 1000
     assert "restarting" not in service.logs()
+
+
+def test_bad_settings_stop_the_start_with_one_line_naming_the_variable(tmp_path: Path) -> None:
+    for env, expected in (
+        ({"TASKQ_PORT": "abc"}, "taskq: expected TASKQ_PORT to be an integer 1-65535, got 'abc'"),
+        ({"TASKQ_HANDLERS": "no_such_module_here"}, "taskq: cannot import handler module 'no_such_module_here'"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "service", "serve"],
+            env={**os.environ, "TASKQ_DATA_DIR": str(tmp_path), **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2
+        assert done.stderr.strip().splitlines()[-1].startswith(expected)
+        assert "Traceback" not in done.stderr
+
+
+def test_an_actor_that_keeps_dying_stops_the_service_with_a_clear_error(service: Service) -> None:
+    """OTP's restart intensity: more than 5 restarts of one child within 30 s ends the service."""
+    for _ in range(6):
+        pid = wait_until(lambda: service.actor_pids().get("supervisor"), what="a supervisor")
+        os.kill(pid, signal.SIGKILL)
+        wait_until(
+            lambda pid=pid: (
+                service.process is not None
+                and (service.process.poll() is not None or service.actor_pids().get("supervisor") not in (None, pid))
+            ),
+            what="the supervisor restarted or the service stopped",
+        )
+    assert service.process is not None
+    assert service.process.wait(30) == 1
+    assert "supervisor restarted 6 times within 30s; stopping the service" in service.logs()
