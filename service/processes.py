@@ -29,9 +29,3 @@ def name_process(role: str) -> None:
     import setproctitle
 
     setproctitle.setproctitle(f"taskq: {role}")
-
-
-def child_signal_dispositions() -> None:
-    """Children leave SIGINT to the root (a Ctrl-C reaches the whole foreground process group)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -112,7 +112,6 @@ class Reply(Message):
     dispatching: bool | None = None  # answer to HealthQuery
     counts: dict[str, int] = {}  # answer to StatsQuery: jobs by status
     in_use: dict[str, int] = {}  # answer to StatsQuery: resources held by running attempts
-    draining: bool = False
 
 
 ApiToScheduler = (

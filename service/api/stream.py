@@ -86,24 +86,20 @@ class EventHub:
                     subscriber.queue.put_nowait(event)
 
 
-def event_json(event: JobEvent | asyncpg.Record) -> dict[str, Any]:
+def event_json(event: JobEvent) -> dict[str, Any]:
     body = {
-        "seq": event["seq"] if isinstance(event, asyncpg.Record) else event.seq,
-        "event": _get(event, "event"),
-        "job_id": _get(event, "job_id"),
-        "type": _get(event, "type"),
-        "priority": _get(event, "priority"),
-        "status": _get(event, "status"),
-        "attempt": _get(event, "attempt"),
-        "timestamp": timestamp(_get(event, "at")),
+        "seq": event.seq,
+        "event": event.event,
+        "job_id": event.job_id,
+        "type": event.type,
+        "priority": event.priority,
+        "status": event.status,
+        "attempt": event.attempt,
+        "timestamp": timestamp(event.at),
     }
-    if _get(event, "error"):
-        body["error"] = _get(event, "error")
+    if event.error:
+        body["error"] = event.error
     return body
-
-
-def _get(event: JobEvent | asyncpg.Record, name: str) -> Any:
-    return event[name] if isinstance(event, asyncpg.Record) else getattr(event, name)
 
 
 _encode = msgspec.json.Encoder().encode
@@ -187,9 +183,10 @@ async def _replay(socket: WebSocket[Any, Any, Any], pool: asyncpg.Pool, filters:
     while True:
         rows = await gateway.events_after(pool, last, REPLAY_PAGE)
         for row in rows:
-            if filters.match(JobEvent(row["seq"], 0.0, row["job_id"], row["type"], "", row["status"], "")):
-                await socket.send_text(_encode(event_json(row)).decode())
-            last = row["seq"]
+            event = JobEvent(**dict(row))  # the table's columns are the event's fields
+            if filters.match(event):
+                await socket.send_text(_encode(event_json(event)).decode())
+            last = event.seq
         if len(rows) < REPLAY_PAGE:
             return last
 

@@ -463,11 +463,11 @@ class SchedulerActor:
         for t in effects.transitions:
             turn.events.append(self._event(t.at, t.job_id, t.job_type, t.level, t.status, t.event, t.attempt, t.error))
         for start in effects.starts:
-            job = self.core.jobs.get(start.job_id)
-            if job is not None:
-                turn.events.append(
-                    self._event(start.at, job.job_id, job.type, job.level, Status.RUNNING, "started", start.attempt)
+            turn.events.append(
+                self._event(
+                    start.at, start.job_id, start.job_type, start.level, Status.RUNNING, "started", start.attempt
                 )
+            )
         if not (effects or logs or turn.pids or turn.events):
             return []
         jobs: dict[str, JobChange] = {}
@@ -495,8 +495,7 @@ class SchedulerActor:
             if self.event_seq - self.pruned_up_to > 2 * EVENT_WINDOW:
                 self.pruned_up_to = self.event_seq - EVENT_WINDOW
                 await gateway.prune_events(conn, self.pruned_up_to)
-        if hasattr(self, "telemetry"):
-            self.telemetry.record("taskq_scheduler_commit_duration", time.perf_counter() - commit_started)
+        self.telemetry.record("taskq_scheduler_commit_duration", time.perf_counter() - commit_started)
         return starts
 
     def _deliver(self, effects: Effects, starts: list[asyncpg.Record], turn: Turn) -> None:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import io
 import logging
-import os
 import socket
 import sys
 import time
@@ -85,7 +84,3 @@ def _execute(job: WorkerJob, sock: socket.socket, loop: asyncio.AbstractEventLoo
         log.error("handler raised after %.3fs:\n%s", time.monotonic() - started, traceback.format_exc().rstrip())
         return WorkerResult(ok=False, error=f"{type(exc).__name__}: {exc}")
     return WorkerResult(ok=True, result=result)
-
-
-def exit_now(code: int = 0) -> None:
-    os._exit(code)

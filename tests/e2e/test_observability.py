@@ -24,9 +24,18 @@ def ws_url(service: Service, query: str = "") -> str:
     return f"ws://127.0.0.1:{service.port}/jobs/stream{query}"
 
 
-async def collect(url: str, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 20) -> list[dict[str, Any]]:
+async def collect(
+    url: str,
+    until: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 20,
+    once_connected: Callable[[], Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Messages from the stream until `until` holds; `once_connected` runs (in a thread) after the
+    connection is open, so that nothing it causes can happen before the client listens."""
     received: list[dict[str, Any]] = []
     async with websockets.connect(url) as ws:
+        if once_connected is not None:
+            await asyncio.to_thread(once_connected)
         deadline = time.monotonic() + timeout
         while not until(received):
             remaining = deadline - time.monotonic()
@@ -38,18 +47,15 @@ async def collect(url: str, until: Callable[[list[dict[str, Any]]], bool], timeo
 
 
 def test_stream_delivers_every_status_change_in_order_and_quickly(service: Service) -> None:
-    async def scenario() -> list[dict[str, Any]]:
-        listener = asyncio.create_task(
-            collect(ws_url(service), lambda got: sum(e["event"] == "succeeded" for e in got) >= 10)
+    events = asyncio.run(
+        collect(
+            ws_url(service),
+            lambda got: sum(e["event"] == "succeeded" for e in got) >= 10,
+            once_connected=lambda: [
+                service.submit(type="quick_task", payload={"fail_times": i % 2}) for i in range(10)
+            ],
         )
-        await asyncio.sleep(0)  # let it connect before the jobs exist
-        await asyncio.to_thread(
-            lambda: [service.submit(type="quick_task", payload={"fail_times": i % 2}) for i in range(10)]
-        )
-        return await listener
-
-    # The listener must be connected before submitting: retry the whole scenario shape by connecting first.
-    events = asyncio.run(scenario())
+    )
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(seqs)
     assert len(set(seqs)) == len(seqs)
