@@ -9,6 +9,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -274,9 +275,9 @@ async def submit_batch(request: Request[Any, Any, Any], state: State) -> Respons
             answers.append(
                 AcceptedView(view.job_id, view.status, view.created_at, view.priority, view.position_in_queue)
             )
-    created = [s for s in submissions if by_id[s.job_id or ""].created]
-    for submission in created:
-        state.telemetry.add("taskq_jobs_submitted", type=submission.type, priority=submission.priority.value)
+    created = Counter((s.type, s.priority.value) for s in submissions if by_id[s.job_id or ""].created)
+    for (job_type, priority), n in created.items():  # one measurement per kind, not per job
+        state.telemetry.add("taskq_jobs_submitted", n, type=job_type, priority=priority)
     return Response(BatchAccepted(answers), status_code=201 if created else 200)
 
 

@@ -26,7 +26,7 @@ import msgspec
 from service.dag import parents_first
 from service.model import ZERO, Outcome, Resources, RetryPolicy, Status
 from service.protocol import CancelVerdict, NewJob
-from service.scheduler.queue import QueueKey, ReadyQueue
+from service.scheduler.queue import ReadyQueue
 
 BACKFILL_DEPTH = 512
 RECENT_TERMINAL = 100_000
@@ -129,14 +129,26 @@ class Job:
     status: Status
     attempt: int = 0  # attempts started so far (the number of the last one)
     charged: int = 0  # attempts counted against max_attempts (interrupted ones are not)
-    waiting_on: set[str] = field(default_factory=set)
-    children: list[str] = field(default_factory=list)
-    key: QueueKey | None = None  # set while pending
+    # Allocated on first use: most jobs have no dependencies and no dependants, and at a million live
+    # jobs an empty set and list each would cost about 270 bytes per job.
+    waiting_on: set[str] | None = None
+    children: list[str] | None = None
+    ready_at: float | None = None  # set while pending: when it joined the queue
     due_at: float | None = None  # set while scheduled
     started_at: float | None = None  # set while running
     run_at: float | None = None  # not before this time, even once its dependencies have succeeded
     cancel_requested: bool = False
     interrupt_requested: bool = False
+
+    def wait_for(self, dep: str) -> None:
+        if self.waiting_on is None:
+            self.waiting_on = set()
+        self.waiting_on.add(dep)
+
+    def add_child(self, child_id: str) -> None:
+        if self.children is None:
+            self.children = []
+        self.children.append(child_id)
 
 
 class SchedulerCore:
@@ -181,9 +193,9 @@ class SchedulerCore:
 
     def position(self, job_id: str) -> int | None:
         job = self.jobs.get(job_id)
-        if job is None or job.key is None:
+        if job is None or job.ready_at is None:
             return None
-        return self.queue.position(job.key)
+        return self.queue.position(job.ready_at, job.level, job.seq)
 
     def next_wakeup(self) -> float | None:
         while self._timers:
@@ -210,11 +222,7 @@ class SchedulerCore:
         while self._pending_since:
             ready_at, _, job_id = self._pending_since[0]
             job = self.jobs.get(job_id)
-            if (
-                job is not None
-                and job.key is not None
-                and job.key[0] + job.level * self.queue.aging_interval == ready_at
-            ):
+            if job is not None and job.ready_at == ready_at:
                 return ready_at
             heapq.heappop(self._pending_since)
         return None
@@ -226,7 +234,7 @@ class SchedulerCore:
             return None
         info: dict[str, Any] = {"status": job.status.value, "attempts_so_far": job.attempt}
         if job.status is Status.BLOCKED:
-            waiting = sorted(job.waiting_on)
+            waiting = sorted(job.waiting_on or ())
             info["waiting_on"] = waiting
             info["reason"] = f"waiting for {len(waiting)} dependenc{'y' if len(waiting) == 1 else 'ies'}: " + ", ".join(
                 waiting
@@ -245,12 +253,12 @@ class SchedulerCore:
         return info
 
     def _explain_pending(self, job: Job, now: float) -> dict[str, Any]:
-        assert job.key is not None
+        ready_at = job.ready_at
+        assert ready_at is not None
         free = self.free
-        ready_at = job.key[0] + job.level * self.queue.aging_interval
         info: dict[str, Any] = {
-            "position_in_queue": self.queue.position(job.key),
-            "effective_priority": round(self.queue.effective_priority(job.key, now), 3),
+            "position_in_queue": self.queue.position(ready_at, job.level, job.seq),
+            "effective_priority": round(self.queue.effective_priority(ready_at, job.level, now), 3),
             "base_priority_level": job.level,
             "waiting_seconds": round(now - ready_at, 3),
             "needs": {"cpu_units": job.need.cpu_units, "memory_mb": job.need.memory_mb},
@@ -317,20 +325,21 @@ class SchedulerCore:
         for dep in new.depends_on:
             parent = self.jobs.get(dep)
             if parent is not None:
-                job.waiting_on.add(dep)
-                parent.children.append(job.job_id)
+                job.wait_for(dep)
+                parent.add_child(job.job_id)
             elif (recent := self.recently_finished.get(dep)) is not None:
                 if recent is not Status.SUCCEEDED:
                     failed_dep, failed_status = dep, recent.value
             elif dep_status.get(dep) in _LIVE:
                 # Committed and live, but not admitted here yet (it is on its way): link when it arrives.
-                job.waiting_on.add(dep)
+                job.wait_for(dep)
                 self._awaiting_parent.setdefault(dep, []).append(job.job_id)
             elif dep_status.get(dep) != Status.SUCCEEDED:
                 failed_dep, failed_status = dep, dep_status.get(dep, "missing")
         self.jobs[job.job_id] = job
         self.depth[(job.status, job.level)] += 1
-        job.children.extend(self._awaiting_parent.pop(job.job_id, ()))
+        for child_id in self._awaiting_parent.pop(job.job_id, ()):
+            job.add_child(child_id)
         if failed_dep is not None:
             self._fail_upstream(job, failed_dep, failed_status, now)
         elif job.waiting_on:
@@ -526,8 +535,8 @@ class SchedulerCore:
         self.reservation = None
         free = self.free
         extra = ZERO
-        while (key := self.queue.head()) is not None:  # in order, while the head fits
-            head = self.jobs[key[2]]
+        while (head_id := self.queue.head()) is not None:  # in order, while the head fits
+            head = self.jobs[head_id]
             if not head.need.fits_in(free):
                 break
             self._start(head, now, backfilled=False)
@@ -539,8 +548,8 @@ class SchedulerCore:
             return  # nothing waiting could fit in what is free: no scan
         extra = self.reservation.extra
         chosen: list[Job] = []
-        for key in itertools.islice(self.queue, 1, BACKFILL_DEPTH):
-            job = self.jobs[key[2]]
+        for job_id in itertools.islice(self.queue, 1, BACKFILL_DEPTH):
+            job = self.jobs[job_id]
             if not job.need.fits_in(free):
                 continue
             if self.reservation.at != math.inf and self._end_bound(job.timeout_seconds, now) < self.reservation.at:
@@ -576,11 +585,11 @@ class SchedulerCore:
         return math.inf if timeout is None else start + timeout + self.kill_grace
 
     def _start(self, job: Job, now: float, *, backfilled: bool) -> None:
-        assert job.key is not None
-        ready_at = job.key[0] + job.level * self.queue.aging_interval
-        self.queue.remove(job.key)
+        ready_at = job.ready_at
+        assert ready_at is not None
+        self.queue.remove(ready_at, job.level, job.seq)
         self._count_zero_need(job, -1)
-        job.key = None
+        job.ready_at = None
         job.attempt += 1
         job.charged += 1
         self._set_status(job, Status.RUNNING)
@@ -609,15 +618,15 @@ class SchedulerCore:
         self._transition(job, status, now, event, **extra)
 
     def _make_pending(self, job: Job, ready_at: float, now: float, event: str = "ready", **extra: Any) -> None:
-        was_committed_pending = job.status is Status.PENDING and job.key is None and event == "ready" and not extra
+        was_committed_pending = job.status is Status.PENDING and job.ready_at is None and event == "ready" and not extra
         job.due_at = None
-        job.key = self.queue.key(ready_at=ready_at, level=job.level, seq=job.seq, job_id=job.job_id)
-        self.queue.add(job.key)
+        job.ready_at = ready_at
+        self.queue.add(ready_at, job.level, job.seq, job.job_id)
         self._count_zero_need(job, +1)
         self._queue_changed = True
         heapq.heappush(self._pending_since, (ready_at, job.seq, job.job_id))
         if len(self._pending_since) > 2 * len(self.queue) + COMPACT_SLACK:
-            self._pending_since = self._live_entries(self._pending_since, lambda j: j.key is not None)
+            self._pending_since = self._live_entries(self._pending_since, lambda j: j.ready_at is not None)
         if was_committed_pending:
             return
         self._set_status(job, Status.PENDING)
@@ -641,7 +650,7 @@ class SchedulerCore:
         kept = [
             entry
             for entry in heap
-            if (job := self.jobs.get(entry[2])) is not None and alive(job) and _entry_is_current(job, entry, self)
+            if (job := self.jobs.get(entry[2])) is not None and alive(job) and _entry_is_current(job, entry)
         ]
         heapq.heapify(kept)
         return kept
@@ -661,10 +670,10 @@ class SchedulerCore:
         )
 
     def _leave_waiting(self, job: Job) -> None:
-        if job.key is not None:
-            self.queue.remove(job.key)
+        if job.ready_at is not None:
+            self.queue.remove(job.ready_at, job.level, job.seq)
             self._count_zero_need(job, -1)
-            job.key = None
+            job.ready_at = None
             self._queue_changed = True
 
     def _count_zero_need(self, job: Job, delta: int) -> None:
@@ -677,9 +686,9 @@ class SchedulerCore:
 
     def _succeed(self, job: Job, result: Any, now: float) -> None:
         self._finish(job, Status.SUCCEEDED, now, "succeeded", result=result)
-        for child_id in job.children:
+        for child_id in job.children or ():
             child = self.jobs.get(child_id)
-            if child is None or child.status is not Status.BLOCKED:
+            if child is None or child.status is not Status.BLOCKED or child.waiting_on is None:
                 continue
             child.waiting_on.discard(job.job_id)
             if not child.waiting_on:
@@ -696,7 +705,7 @@ class SchedulerCore:
         stack = [(job, status)]
         while stack:
             parent, parent_status = stack.pop()
-            for child_id in parent.children:
+            for child_id in parent.children or ():
                 child = self.jobs.get(child_id)
                 if child is not None:
                     error = f"dependency {parent.job_id} {parent_status.value}"
@@ -719,13 +728,11 @@ class SchedulerCore:
         self._finish(job, Status.UPSTREAM_FAILED, now, "upstream_failed", error=f"dependency {dep} {dep_status}")
 
 
-def _entry_is_current(job: Job, entry: tuple[float, int, str], core: SchedulerCore) -> bool:
+def _entry_is_current(job: Job, entry: tuple[float, int, str]) -> bool:
     """A heap entry still describes the job: its due time, or its ready time while pending."""
     if job.due_at is not None and job.status is Status.SCHEDULED:
         return entry[0] == job.due_at
-    if job.key is not None:
-        return entry[0] == job.key[0] + job.level * core.queue.aging_interval
-    return False
+    return job.ready_at is not None and entry[0] == job.ready_at
 
 
 def _parents_first(items: list[Restored]) -> list[Restored]:

@@ -17,41 +17,42 @@ from collections.abc import Iterator
 
 from service.scheduler.ranked import RankedPairs
 
-QueueKey = tuple[float, int, str]
-
 
 class ReadyQueue:
+    """Pending jobs by `(score, seq)`, where score = ready_at - level * I; iteration yields job ids."""
+
     def __init__(self, aging_interval: float) -> None:
         self.aging_interval = aging_interval
         self._keys = RankedPairs()
         self._ids: dict[int, str] = {}  # seq -> job id: the index holds machine words, not strings
 
-    def key(self, *, ready_at: float, level: int, seq: int, job_id: str) -> QueueKey:
-        return (ready_at - level * self.aging_interval, seq, job_id)
+    def score(self, ready_at: float, level: int) -> float:
+        # Always computed from the same two inputs, so the same job always gets the same float.
+        return ready_at - level * self.aging_interval
 
-    def add(self, key: QueueKey) -> None:
-        self._keys.add(key[0], key[1])
-        self._ids[key[1]] = key[2]
+    def add(self, ready_at: float, level: int, seq: int, job_id: str) -> None:
+        self._keys.add(self.score(ready_at, level), seq)
+        self._ids[seq] = job_id
 
-    def remove(self, key: QueueKey) -> None:
-        self._keys.remove(key[0], key[1])
-        del self._ids[key[1]]
+    def remove(self, ready_at: float, level: int, seq: int) -> None:
+        self._keys.remove(self.score(ready_at, level), seq)
+        del self._ids[seq]
 
-    def position(self, key: QueueKey) -> int:
+    def position(self, ready_at: float, level: int, seq: int) -> int:
         """How many pending jobs are ahead of this one."""
-        return self._keys.rank(key[0], key[1])
+        return self._keys.rank(self.score(ready_at, level), seq)
 
-    def __iter__(self) -> Iterator[QueueKey]:
+    def __iter__(self) -> Iterator[str]:
         ids = self._ids
-        for score, seq in self._keys:
-            yield (score, seq, ids[seq])
+        for _, seq in self._keys:
+            yield ids[seq]
 
     def __len__(self) -> int:
         return len(self._keys)
 
-    def head(self) -> QueueKey | None:
+    def head(self) -> str | None:
         first = self._keys.first()
-        return None if first is None else (first[0], first[1], self._ids[first[1]])
+        return None if first is None else self._ids[first[1]]
 
-    def effective_priority(self, key: QueueKey, now: float) -> float:
-        return (now - key[0]) / self.aging_interval
+    def effective_priority(self, ready_at: float, level: int, now: float) -> float:
+        return level + (now - ready_at) / self.aging_interval

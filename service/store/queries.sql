@@ -14,7 +14,10 @@ INSERT INTO jobs (
     run_at, next_run_at, ready_at, finished_at, error, request_hash, created_at, updated_at
 )
 SELECT j.job_id, j.type, j.priority::job_priority, j.status::job_status, j.payload::jsonb,
-       j.cpu_units, j.memory_mb, ARRAY(SELECT jsonb_array_elements_text(j.depends_on::jsonb)),
+       j.cpu_units, j.memory_mb,
+       -- most jobs have no dependencies: skip the per-row subquery for them
+       CASE WHEN j.depends_on = '[]' THEN '{}'::text[]
+            ELSE ARRAY(SELECT jsonb_array_elements_text(j.depends_on::jsonb)) END,
        j.timeout_seconds, j.max_attempts, j.backoff_multiplier, j.initial_delay_seconds,
        j.max_delay_seconds, j.jitter, j.run_at,
        CASE WHEN j.status = 'scheduled' THEN j.run_at END,

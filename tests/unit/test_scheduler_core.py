@@ -105,7 +105,7 @@ def transitions_of(effects: Effects) -> dict[str, tuple[Status, str]]:
 
 
 def pending_ids(core: SchedulerCore) -> list[str]:
-    return [key[2] for key in core.queue]
+    return list(core.queue)
 
 
 def run_one(core: SchedulerCore, job: NewJob, now: float = 0.0) -> Effects:
@@ -892,7 +892,7 @@ def test_interrupt_running_kills_each_attempt_once_and_requeues_it_uncharged() -
 
 def snapshot(core: SchedulerCore) -> tuple[object, ...]:
     return (
-        {j: (job.status, job.attempt, job.charged, job.key, job.due_at) for j, job in core.jobs.items()},
+        {j: (job.status, job.attempt, job.charged, job.ready_at, job.due_at) for j, job in core.jobs.items()},
         set(core.running),
         core.used,
         list(core.queue),

@@ -466,7 +466,7 @@ class Model:
         for job_id in running:
             assert core.attempt_started(job_id, self.jobs[job_id].attempt)
         order = self.pending()
-        assert [key[2] for key in core.queue] == order
+        assert list(core.queue) == order
         positions = {j: i for i, j in enumerate(order)}
         for job_id in self.jobs:
             assert core.position(job_id) == positions.get(job_id), job_id
@@ -706,7 +706,7 @@ def test_queue_order_is_highest_effective_priority_first_at_any_time(
         now = latest + offset
         core.tick(now)
         expected = sorted(jobs, key=lambda j: (-(j[2] + (now - j[3]) / aging), j[1]))
-        assert [key[2] for key in core.queue] == [j[0] for j in expected]
+        assert list(core.queue) == [j[0] for j in expected]
         for position, (job_id, *_) in enumerate(expected):
             assert core.position(job_id) == position
     assert core.take_effects() == Effects()
