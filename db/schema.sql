@@ -171,7 +171,7 @@ CREATE TABLE public.jobs (
     CONSTRAINT jobs_cpu_units_check CHECK ((cpu_units >= 0)),
     CONSTRAINT jobs_initial_delay_seconds_check CHECK ((initial_delay_seconds >= (0)::double precision)),
     CONSTRAINT jobs_jitter_check CHECK (((jitter >= (0)::double precision) AND (jitter <= (1)::double precision))),
-    CONSTRAINT jobs_job_id_check CHECK ((job_id ~ '^[A-Za-z0-9._:-]{1,128}$'::text)),
+    CONSTRAINT jobs_job_id_check CHECK (((job_id ~ '^[A-Za-z0-9._:-]+$'::text) AND (length(job_id) <= 128))),
     CONSTRAINT jobs_max_attempts_check CHECK ((max_attempts >= 1)),
     CONSTRAINT jobs_max_delay_seconds_check CHECK ((max_delay_seconds >= (0)::double precision)),
     CONSTRAINT jobs_memory_mb_check CHECK ((memory_mb >= 0)),
@@ -375,4 +375,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261129000001'),
     ('20261129000002'),
     ('20261129000003'),
-    ('20261129000004');
+    ('20261129000004'),
+    ('20261129000005');
