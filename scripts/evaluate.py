@@ -59,6 +59,7 @@ PRIORITIES = ("critical", "high", "normal", "low")
 CAPACITY = {"cpu_units": 8, "memory_mb": 4096}  # the specification's node ("8 CPU units and 4096 MB")
 
 CORE_SIZES = (10**3, 10**4, 10**5, 10**6)
+DRAIN_JOBS = 2000  # jobs per end-to-end drain, one batch
 CORE_OPS = 5000  # operations measured per size and kind
 CORE_CHUNK = 100  # timed in chunks; between chunks the queue is put back to its size, untimed
 
@@ -783,6 +784,70 @@ def performance_test(svc: ServiceProcess, db: Database, api: Api) -> Perf:
     return perf
 
 
+@dataclass
+class Drain:
+    """A batch of tiny jobs drained end to end: a fresh process per job, or reused workers."""
+
+    job_type: str
+    jobs: int
+    span_s: float = math.nan  # first start -> last finish
+    total_s: float = math.nan  # batch sent -> last finish
+    cpu: dict[str, float] = field(default_factory=dict)
+    workers: int = 0  # distinct worker pids, from a sample of attempts
+    sample: int = 0
+
+
+def drain_test(svc: ServiceProcess, db: Database, api: Api, job_type: str) -> Drain:
+    """DRAIN_JOBS jobs of `job_type` (`duration_seconds: 0`) in one batch, on an otherwise idle node (after a
+    VACUUM ANALYZE and a CHECKPOINT), then wait until all have succeeded. Throughput is jobs / (last finish
+    - first start), from the service's own timestamps; CPU is per process role over the whole drain."""
+    drain = Drain(job_type, DRAIN_JOBS)
+    prefix = f"drain-{job_type}-"
+    # The same starting point for both: no dead rows from the previous run left for autovacuum to clean
+    # up in the middle of this one, and no checkpoint debt.
+    sql(db.url, "VACUUM ANALYZE")
+    sql(db.url, "CHECKPOINT")
+    batch = [
+        {"job_id": f"{prefix}{i:05d}", "type": job_type, "payload": {"duration_seconds": 0}} for i in range(DRAIN_JOBS)
+    ]
+    before = api.stats()["jobs_by_status"]["succeeded"]
+    cpu0, pg0 = svc.cpu(), db.cpu_seconds()
+    t0 = time.time()
+    response = api.http.post("/jobs/batch", json={"jobs": batch}, timeout=120)
+    if response.status_code != 201:
+        raise RuntimeError(f"POST /jobs/batch -> {response.status_code}: {response.text[:300]}")
+    wait_until(
+        lambda: api.stats()["jobs_by_status"]["succeeded"] >= before + DRAIN_JOBS,
+        timeout=300,
+        interval=0.1,
+        what=f"{DRAIN_JOBS} {job_type} jobs to succeed",
+    )
+    cpu1, pg1 = svc.cpu(), db.cpu_seconds()
+    drain.cpu = {role: cpu1[role] - cpu0.get(role, 0.0) for role in cpu1}
+    if pg0 is not None and pg1 is not None:
+        drain.cpu["postgresql"] = pg1 - pg0
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"status": "succeeded", "type": job_type, "limit": 500}
+        if cursor:
+            params["cursor"] = cursor
+        page = api.http.get("/jobs", params=params).json()
+        items += [item for item in page["items"] if item["job_id"].startswith(prefix)]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    starts = [ts(i["started_at"]) for i in items]
+    finishes = [ts(i["finished_at"]) for i in items]
+    drain.span_s = max(finishes) - min(starts)
+    drain.total_s = max(finishes) - t0
+    sample = random.Random(7).sample([i["job_id"] for i in items], 100)
+    drain.sample = len(sample)
+    drain.workers = len({api.job(job_id)["attempts"][0]["worker_pid"] for job_id in sample})
+    log(f"drain {job_type}: {DRAIN_JOBS / drain.span_s:.0f} jobs/s over {drain.span_s:.2f}s")
+    return drain
+
+
 # ------------------------------------------------------------------------------------------- 5. scenarios
 
 
@@ -1196,6 +1261,7 @@ class Run:
     pg_version: str
     pg_kind: str
     perf: Perf
+    drains: list[Drain]
     scenarios: list[Scenario]
     svc: ServiceProcess
     duration_s: float = math.nan
@@ -1417,6 +1483,39 @@ def render(run: Run) -> str:
     )
     add("")
 
+    add("### End to end: a fresh process per job, or a reused worker\n")
+    add(
+        f"{DRAIN_JOBS} jobs with `duration_seconds: 0` sent as one `POST /jobs/batch` to the idle node (after "
+        "`VACUUM ANALYZE` and `CHECKPOINT`, so that both start from the same database state), then drained. "
+        "`quick_task` runs each attempt in a fresh forked process; `tiny_task` is the same handler registered with "
+        "`reuse_worker=True`, so the supervisor hands the next attempt to a worker whose attempt ended cleanly. "
+        "Throughput = jobs / (last finish − first start); CPU per job is each process role's CPU over the whole "
+        f"drain divided by {DRAIN_JOBS}; worker processes are counted from the attempts of 100 sampled jobs.\n"
+    )
+    roles = ["workers", "supervisor", "scheduler", "postgresql", "api"]
+    add(
+        table(
+            [
+                "job type",
+                "throughput",
+                "batch sent → last finish",
+                *[f"{r} CPU/job" for r in roles],
+                "worker processes in the sample",
+            ],
+            [
+                [
+                    f"`{d.job_type}`",
+                    f"{d.jobs / d.span_s:.0f} jobs/s",
+                    f"{d.total_s:.2f} s",
+                    *[f"{d.cpu.get(r, math.nan) / d.jobs * 1000:.2f} ms" for r in roles],
+                    f"{d.workers} for {d.sample} jobs",
+                ]
+                for d in run.drains
+            ],
+        )
+    )
+    add("")
+
     # --- scenarios
     add("## 3. Test scenarios\n")
     add(
@@ -1630,6 +1729,7 @@ def main() -> int:
         one_at_a_time(api, idle)  # first, on the fresh node: nothing else running, no vacuum pending
         perf = performance_test(svc, db, api)
         perf.one_at_a_time_start, perf.one_at_a_time_post = idle.one_at_a_time_start, idle.one_at_a_time_post
+        drains = [drain_test(svc, db, api, job_type) for job_type in ("quick_task", "tiny_task")]
         scenarios = run_scenarios(api)
         api.close()
         api = None
@@ -1657,6 +1757,7 @@ def main() -> int:
         pg_version=db.version,
         pg_kind="external server, TASKQ_DATABASE_URL" if db.external else "embedded, pgserver",
         perf=perf,
+        drains=drains,
         scenarios=scenarios,
         svc=svc,
         duration_s=time.monotonic() - t_start,

@@ -240,6 +240,7 @@ class WorkerJob(Message):
     attempt: int
     type: str
     payload: dict[str, Any]
+    reuse: bool = False  # after the result, wait for another WorkerJob instead of exiting
 
 
 class WorkerLog(Message):

@@ -8,7 +8,8 @@ Payload knobs, shared by all of them:
   exit_code         end the worker process abruptly with os._exit(code) mid-job (a crash)
   allocate_mb       hold this much memory (touched, so resident) while it sleeps
   print_lines       write this many lines to stdout (they land in the job's logs)
-`invalid_operation` always raises a permanent error.
+`invalid_operation` always raises a permanent error. `tiny_task` is `quick_task` in a reused worker
+(`reuse_worker=True`): the same knobs, without a fork per attempt.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ async def simulate(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
 
 for _name in SIMULATED_TYPES:
     job_type(_name)(simulate)
+job_type("tiny_task", reuse_worker=True)(simulate)
 
 
 @job_type("invalid_operation")

@@ -73,6 +73,8 @@ class Worker:
     partial: dict[int, bytes] = field(default_factory=dict)  # an unfinished line per pipe
     log_lines: int = 0
     dropped_lines: int = 0
+    reuse: bool = False  # its job type allows running the next attempt in this same process
+    runs: int = 0  # attempts it has finished
     reported: bool = False
     exited: bool = False
 
@@ -86,7 +88,9 @@ class Supervisor:
         self.scheduler_socket = scheduler_socket
         self.pid = os.getpid()
         self.selector = selectors.DefaultSelector()
-        self.spares: deque[Worker] = deque()
+        self.spares: deque[Worker] = deque()  # fresh forks that have run nothing yet
+        # Workers that ran attempts of a reuse_worker type and may run more of those, never of other types.
+        self.reused: deque[Worker] = deque()
         self.busy: dict[tuple[str, int], Worker] = {}
         self.outbox: dict[int, AttemptFinished] = {}
         self.next_seq = 1
@@ -324,7 +328,7 @@ class Supervisor:
         for sock in (self._wake_r, self._wake_w, self.conn):
             if sock is not None:
                 sock.close()
-        for w in (*self.spares, *self.busy.values()):
+        for w in (*self.spares, *self.reused, *self.busy.values()):
             w.sock.close()
             os.close(w.pidfd)
             for fd in w.output:
@@ -337,15 +341,23 @@ class Supervisor:
         if self.stopping:  # sent before the scheduler heard we are stopping: hand it back unused
             self._report(job, Outcome.INTERRUPTED, "the supervisor is stopping", None)
             return
-        w = self.spares.popleft() if self.spares else self._fork()
+        reuse = handlers.reuses_worker(job.type)
+        w = self._take_worker(reuse)
         w.job = job
+        w.reuse = reuse
         if job.timeout_seconds is not None:
             w.deadline = time.monotonic() + job.timeout_seconds
         self.busy[key] = w
         # If the worker is already gone, its pidfd reports the crash.
         with contextlib.suppress(OSError):
-            send_frame(w.sock, WorkerJob(job.job_id, job.attempt, job.type, job.payload))
+            send_frame(w.sock, WorkerJob(job.job_id, job.attempt, job.type, job.payload, reuse=w.reuse))
         self._send(AttemptStarted(job.job_id, job.attempt, w.pid, time.time()))
+
+    def _take_worker(self, reuse: bool) -> Worker:
+        """A reused worker for a reusable type if one waits; else a fresh spare; else a fork right now."""
+        if reuse and self.reused:
+            return self.reused.popleft()
+        return self.spares.popleft() if self.spares else self._fork()
 
     def _on_worker_data(self, w: Worker) -> None:
         if not w.sock_open:  # its exit, handled earlier in this same batch of events, closed it
@@ -369,6 +381,9 @@ class Supervisor:
                 # The attempt is over when the handler's result is in: report now, not when the process
                 # has finished exiting, so the next job need not wait for the teardown.
                 self._end_attempt(w, exit_code=0)
+                if w.reuse:
+                    self._recycle(w)
+                    return  # anything after the result belongs to the worker's next attempt
             elif isinstance(message, WorkerLog):
                 self._handler_log(w, message.level, message.message, message.at)
 
@@ -390,6 +405,19 @@ class Supervisor:
         w.sock.close()
         for fd in list(w.output):
             self._close_output(w, fd)
+        self._report_dropped(w)
+        self.selector.unregister(w.pidfd)
+        os.close(w.pidfd)
+        _, status = os.waitpid(w.pid, 0)
+        exit_code = os.waitstatus_to_exitcode(status)
+        if w.job is None:
+            for pool in (self.spares, self.reused):
+                if w in pool:
+                    pool.remove(w)
+            return
+        self._end_attempt(w, exit_code)
+
+    def _report_dropped(self, w: Worker) -> None:
         if w.dropped_lines and w.job is not None:
             self._send(
                 HandlerLog(
@@ -400,15 +428,38 @@ class Supervisor:
                     time.time(),
                 )
             )
-        self.selector.unregister(w.pidfd)
-        os.close(w.pidfd)
-        _, status = os.waitpid(w.pid, 0)
-        exit_code = os.waitstatus_to_exitcode(status)
-        if w.job is None:
-            if w in self.spares:
-                self.spares.remove(w)
+            w.dropped_lines = 0
+
+    def _recycle(self, w: Worker) -> None:
+        """A reusable worker whose attempt ended cleanly waits for the next attempt of a reusable type, first
+        in line (its pages are warm); one that was killed, has run `REUSE_LIMIT` attempts, or is not
+        needed retires. It never runs an attempt of a type without reuse_worker: those get a fresh fork."""
+        w.runs += 1
+        # The worker flushed stdout and stderr before it sent its result: what they hold is this attempt's.
+        for fd in list(w.output):
+            with contextlib.suppress(BlockingIOError, OSError):
+                while data := os.read(fd, 1 << 16):
+                    self._take_output(w, fd, data)
+            if rest := w.partial.pop(fd, b""):
+                self._handler_log(w, w.output[fd], rest.decode(errors="replace"), time.time())
+        self._report_dropped(w)
+        keep = (
+            w.kill_reason is None
+            and not self.stopping
+            and not w.exited
+            and w.runs < handlers.REUSE_LIMIT
+            and len(self.reused) < self.settings.spare_workers + self.settings.cpu_units
+        )
+        if not keep:  # its receive sees the socket close and it exits; the pidfd reaps it
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(w.sock)
+            w.sock.close()
+            w.sock_open = False
             return
-        self._end_attempt(w, exit_code)
+        w.job = w.result = w.deadline = w.escalate_at = None
+        w.reported = False
+        w.log_lines = 0
+        self.reused.appendleft(w)
 
     def _end_attempt(self, w: Worker, exit_code: int) -> None:
         """Report how the attempt ended, once: on its result, or on the process's exit without one."""
@@ -457,7 +508,7 @@ class Supervisor:
                 _signal(w.pid, signal.SIGKILL)
 
     def _shutdown(self) -> None:
-        for w in (*self.spares, *self.busy.values()):
+        for w in (*self.spares, *self.reused, *self.busy.values()):
             _signal(w.pid, signal.SIGKILL)
         if self.conn is not None:
             self.conn.close()

@@ -1,4 +1,5 @@
-"""The worker: the body of one forked process that runs exactly one job attempt, then exits.
+"""The worker: the body of one forked process that runs one job attempt, then exits (or, for a job type
+registered with `reuse_worker=True`, waits for the next attempt the supervisor hands it).
 
 It is forked from the supervisor, which has already imported every handler, so a start costs a fork
 (and with a warm spare, not even that). It waits for its `WorkerJob`, runs the handler under a fresh
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import signal
 import socket
 import sys
 import time
@@ -52,25 +54,31 @@ def run(sock: socket.socket, supervisor_pid: int) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     sock.setblocking(True)
-    try:
-        job = receive_frame(sock, _job_decoder)
-    except ChannelClosed:
-        return  # a spare that was never used: the supervisor is stopping
-    name_process(f"worker {job.job_id} attempt {job.attempt}")
-    result = _execute(job, sock, loop)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    send_frame(sock, result)
+    while True:
+        try:
+            job = receive_frame(sock, _job_decoder)
+        except ChannelClosed:
+            return  # a spare that was never used, or a reused worker retired: the supervisor let go
+        name_process(f"worker {job.job_id} attempt {job.attempt}")
+        result = _execute(job, sock, loop)
+        sys.stdout.flush()  # before the result: the supervisor drains these pipes when the result is in
+        sys.stderr.flush()
+        send_frame(sock, result)
+        if not job.reuse:
+            return
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # whatever the handler set, the next attempt starts clean
+        name_process("worker (reused)")
 
 
 def _execute(job: WorkerJob, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> WorkerResult:
     handler = handlers.get(job.type)
     if handler is None:
         return WorkerResult(ok=False, error=f"no handler for job type {job.type!r}", permanent=True)
-    log = logging.getLogger(f"taskq.job.{job.job_id}")
+    # A Logger of its own, not logging.getLogger: that registry keeps every name forever, which a reused
+    # worker would grow by one logger per attempt.
+    log = logging.Logger(f"taskq.job.{job.job_id}", logging.DEBUG)
     log.propagate = False
-    log.handlers[:] = [_PipeHandler(sock)]
-    log.setLevel(logging.DEBUG)
+    log.addHandler(_PipeHandler(sock))
     ctx = handlers.JobContext(job_id=job.job_id, attempt=job.attempt, log=log)
     started = time.monotonic()
     try:
