@@ -43,7 +43,7 @@ from service.api.schemas import (
     validate,
 )
 from service.api.stream import EventHub, job_stream
-from service.api.submit import Accepted, SubmitBatcher, new_job_id, timestamp
+from service.api.submit import Accepted, SubmitBatcher, new_job_ids, timestamp
 from service.dag import find_cycle, parents_first
 from service.errors import (
     DependencyCycle,
@@ -235,10 +235,11 @@ async def submit_batch(request: Request[Any, Any, Any], state: State) -> Respons
     known = handlers.known_types()
     ids: dict[str, int] = {}
     submissions = []
+    fresh = iter(new_job_ids(sum(1 for s in batch.jobs if s.job_id is None)))
     for index, submission in enumerate(batch.jobs):
         validate(submission, capacity=capacity, known_types=known, prefix=f"jobs.{index}.")
         if submission.job_id is None:
-            submission = msgspec.structs.replace(submission, job_id=new_job_id())
+            submission = msgspec.structs.replace(submission, job_id=next(fresh))
         assert submission.job_id is not None
         if submission.job_id in ids:
             raise InvalidRequest.field(f"jobs.{index}.job_id", f"repeats jobs.{ids[submission.job_id]}.job_id")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,61 @@ async def insert_jobs(db: Executor, rows: Sequence[JobRow]) -> list[asyncpg.Reco
     return list(await db.fetch(Q["insert_jobs"], *columns))
 
 
+# Bulk path: COPY instead of INSERT ... unnest. A large batch whose ids were just checked as new is
+# streamed in binary with no per-row conflict handling, about 40% cheaper in PostgreSQL than the INSERT,
+# and without asyncpg's per-element checks of 17 parameter arrays. A job_id committed by someone else
+# between the check and the COPY raises UniqueViolationError; the caller then redoes the batch with
+# `insert_jobs`, which turns such ids into replays.
+_COPY_JOB_COLUMNS = (
+    "job_id", "seq", "type", "priority", "status", "payload", "cpu_units", "memory_mb", "depends_on",
+    "timeout_seconds", "max_attempts", "backoff_multiplier", "initial_delay_seconds", "max_delay_seconds",
+    "jitter", "run_at", "next_run_at", "ready_at", "finished_at", "error", "request_hash", "created_at",
+    "updated_at",
+)  # fmt: skip
+_COPY_LOG_COLUMNS = ("job_id", "attempt", "at", "level", "event", "message", "data")
+
+
+async def reserve_seqs(db: Executor, n: int) -> tuple[list[int], datetime]:
+    records = await db.fetch(Q["reserve_seqs"], n)
+    return [r["seq"] for r in records], records[0]["now"]
+
+
+async def copy_jobs(db: Connection, rows: Sequence[JobRow], seqs: Sequence[int], now: datetime) -> None:
+    """New jobs with the given seqs, created `now`: the same columns `insert_jobs` derives in SQL."""
+    records = [
+        (
+            r.job_id,
+            seq,
+            r.type,
+            r.priority,
+            r.status,
+            r.payload,
+            r.cpu_units,
+            r.memory_mb,
+            _depends_on.decode(r.depends_on),
+            r.timeout_seconds,
+            r.max_attempts,
+            r.backoff_multiplier,
+            r.initial_delay_seconds,
+            r.max_delay_seconds,
+            r.jitter,
+            r.run_at,
+            r.run_at if r.status == "scheduled" else None,
+            now if r.status == "pending" else None,
+            now if r.status == "upstream_failed" else None,
+            r.error,
+            r.request_hash,
+            now,
+            now,
+        )
+        for r, seq in zip(rows, seqs, strict=True)
+    ]
+    await db.copy_records_to_table("jobs", records=records, columns=_COPY_JOB_COLUMNS)
+
+
+_depends_on = msgspec.json.Decoder(list[str])
+
+
 async def insert_edges(db: Executor, edges: Iterable[tuple[str, str]]) -> None:
     pairs = list(edges)
     if pairs:
@@ -103,6 +158,23 @@ class LogRow(msgspec.Struct, gc=False):
     event: str
     message: str
     data: str | None = None  # JSON text
+
+
+async def copy_logs(db: Connection, rows: Sequence[LogRow]) -> None:
+    times: dict[float, datetime] = {}  # the lines of one batch share a few timestamps: convert each once
+    records = [
+        (
+            r.job_id,
+            r.attempt,
+            times.get(r.at) or times.setdefault(r.at, datetime.fromtimestamp(r.at, UTC)),
+            r.level,
+            r.event,
+            r.message,
+            r.data,
+        )
+        for r in rows
+    ]
+    await db.copy_records_to_table("job_logs", records=records, columns=_COPY_LOG_COLUMNS)
 
 
 async def insert_logs(db: Executor, rows: Sequence[LogRow]) -> None:

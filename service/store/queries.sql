@@ -35,6 +35,10 @@ ORDER BY j.ord
 ON CONFLICT (job_id) DO NOTHING
 RETURNING job_id, seq, extract(epoch FROM created_at)::float8 AS created_at;
 
+-- name: reserve_seqs
+-- Sequence numbers for a bulk COPY of $1 jobs (in order), and the transaction's time for their created_at.
+SELECT nextval('jobs_seq_seq') AS seq, now() AS now FROM generate_series(1, $1::int) ORDER BY 1;
+
 -- name: insert_edges
 INSERT INTO job_dependencies (job_id, depends_on)
 SELECT * FROM unnest($1::text[], $2::text[])
