@@ -199,8 +199,12 @@ class CoreBench:
 
 
 def core_benchmark(sizes: Sequence[int]) -> list[CoreRow]:
-    rows = []
+    """Every size is built first, then measured *interleaved*: each round runs one chunk of every
+    operation at every size, so a shared VM that speeds up or slows down during the run (this one varies
+    by 2x from minute to minute) moves all sizes alike instead of skewing the ratios between them."""
     me = psutil.Process()
+    benches: list[CoreBench] = []
+    builds: list[tuple[float, float]] = []
     for n in sizes:
         gc.collect()
         rss0 = me.memory_info().rss
@@ -213,68 +217,81 @@ def core_benchmark(sizes: Sequence[int]) -> list[CoreRow]:
         assert not bench.core.take_effects(), "admitting pending jobs should produce no effects"
         bench.live = [f"j{i}" for i in range(1, n + 1)]
         bench.index = {job_id: i for i, job_id in enumerate(bench.live)}
-        rss_per_job = (me.memory_info().rss - rss0) / n
-        core = bench.core
-        timings: dict[str, list[float]] = {op: [] for op in CORE_OPERATIONS}
-
-        for _ in range(CORE_OPS // CORE_CHUNK):
-            # submit: admit CORE_CHUNK more, then cancel them again (untimed) to keep the size at n
-            jobs = [bench.new_job() for _ in range(CORE_CHUNK)]
-            now = bench.now
-            t0 = time.perf_counter()
-            for job in jobs:
-                core.admit(job, {}, now)
-            core.take_effects()
-            timings["submit"].append(time.perf_counter() - t0)
-            for job in jobs:
-                core.cancel(job.job_id, now)
-            core.take_effects()
-
-            # position of random pending jobs
-            ids = bench.random_pending(CORE_CHUNK)
-            t0 = time.perf_counter()
-            for job_id in ids:
-                core.position(job_id)
-            timings["position"].append(time.perf_counter() - t0)
-
-            # cancel random pending jobs, then admit as many new ones (untimed)
-            ids = bench.random_pending(CORE_CHUNK)
-            t0 = time.perf_counter()
-            for job_id in ids:
-                core.cancel(job_id, now)
-            core.take_effects()
-            timings["cancel"].append(time.perf_counter() - t0)
-            bench.forget(ids)
-            refill = [bench.new_job() for _ in range(CORE_CHUNK)]
-            bench.admit_all(refill)
-            bench.track(refill)
-
-        # dispatch+complete: enable dispatch; each tick starts the head (only one job fits), which then succeeds
-        core.supervisor_ready_with([], bench.now)
-        core.take_effects()
-        for _ in range(CORE_OPS // CORE_CHUNK):
-            now = bench.now
-            done: list[str] = []
-            t0 = time.perf_counter()
-            for _ in range(CORE_CHUNK):
-                core.tick(now)
-                (start_effect,) = core.take_effects().starts
-                core.attempt_finished(start_effect.job_id, start_effect.attempt, Outcome.SUCCEEDED, None, None, now)
-                core.take_effects()
-                done.append(start_effect.job_id)
-            timings["dispatch+complete"].append(time.perf_counter() - t0)
-            bench.forget(done)
-            refill = [bench.new_job() for _ in range(CORE_CHUNK)]  # admit never dispatches; tick does
-            bench.admit_all(refill)
-            bench.track(refill)
-        assert len(core.queue) == n, (len(core.queue), n)
-        rows.append(
-            CoreRow(n, build_s, rss_per_job, {k: statistics.median(v) / CORE_CHUNK * 1e6 for k, v in timings.items()})
-        )
-        log(f"core n={n}: build {build_s:.2f}s; " + ", ".join(f"{k} {v:.2f}us" for k, v in rows[-1].us.items()))
-        del bench, core
-        gc.collect()
+        builds.append((build_s, (me.memory_info().rss - rss0) / n))
+        benches.append(bench)
+        log(f"core n={n}: built in {build_s:.2f}s")
+    timings: list[dict[str, list[float]]] = [{op: [] for op in CORE_OPERATIONS} for _ in benches]
+    for _ in range(CORE_OPS // CORE_CHUNK):
+        for bench, timing in zip(benches, timings, strict=True):
+            _queue_round(bench, timing)
+    for bench in benches:  # dispatch+complete: enable dispatch; each tick starts the head (only one job fits)
+        bench.core.supervisor_ready_with([], bench.now)
+        bench.core.take_effects()
+    for _ in range(CORE_OPS // CORE_CHUNK):
+        for bench, timing in zip(benches, timings, strict=True):
+            _dispatch_round(bench, timing)
+    rows = []
+    for n, bench, timing, (build_s, rss_per_job) in zip(sizes, benches, timings, builds, strict=True):
+        assert len(bench.core.queue) == n, (len(bench.core.queue), n)
+        us = {op: statistics.median(chunks) / CORE_CHUNK * 1e6 for op, chunks in timing.items()}
+        rows.append(CoreRow(n, build_s, rss_per_job, us))
+        log(f"core n={n}: " + ", ".join(f"{k} {v:.2f}us" for k, v in us.items()))
+    benches.clear()
+    gc.collect()
     return rows
+
+
+def _queue_round(bench: CoreBench, timings: dict[str, list[float]]) -> None:
+    """One timed chunk each of submit, position and cancel; the queue is put back to its size untimed."""
+    core = bench.core
+    # submit: admit CORE_CHUNK more, then cancel them again (untimed) to keep the size at n
+    jobs = [bench.new_job() for _ in range(CORE_CHUNK)]
+    now = bench.now
+    t0 = time.perf_counter()
+    for job in jobs:
+        core.admit(job, {}, now)
+    core.take_effects()
+    timings["submit"].append(time.perf_counter() - t0)
+    for job in jobs:
+        core.cancel(job.job_id, now)
+    core.take_effects()
+
+    # position of random pending jobs
+    ids = bench.random_pending(CORE_CHUNK)
+    t0 = time.perf_counter()
+    for job_id in ids:
+        core.position(job_id)
+    timings["position"].append(time.perf_counter() - t0)
+
+    # cancel random pending jobs, then admit as many new ones (untimed)
+    ids = bench.random_pending(CORE_CHUNK)
+    t0 = time.perf_counter()
+    for job_id in ids:
+        core.cancel(job_id, now)
+    core.take_effects()
+    timings["cancel"].append(time.perf_counter() - t0)
+    bench.forget(ids)
+    refill = [bench.new_job() for _ in range(CORE_CHUNK)]
+    bench.admit_all(refill)
+    bench.track(refill)
+
+
+def _dispatch_round(bench: CoreBench, timings: dict[str, list[float]]) -> None:
+    """One timed chunk of dispatch+complete: each tick starts the head, which then succeeds."""
+    core, now = bench.core, bench.now
+    done: list[str] = []
+    t0 = time.perf_counter()
+    for _ in range(CORE_CHUNK):
+        core.tick(now)
+        (start_effect,) = core.take_effects().starts
+        core.attempt_finished(start_effect.job_id, start_effect.attempt, Outcome.SUCCEEDED, None, None, now)
+        core.take_effects()
+        done.append(start_effect.job_id)
+    timings["dispatch+complete"].append(time.perf_counter() - t0)
+    bench.forget(done)
+    refill = [bench.new_job() for _ in range(CORE_CHUNK)]  # admit never dispatches; tick does
+    bench.admit_all(refill)
+    bench.track(refill)
 
 
 # ------------------------------------------------------------------------------------------- 2. database
@@ -1306,8 +1323,10 @@ def render(run: Run) -> str:
     add(
         f"`SchedulerCore` holding n pending jobs (random priorities, 1 CPU / 64 MB each, node capacity one job). "
         f"Cost per operation: {CORE_OPS} operations timed in chunks of {CORE_CHUNK} with `time.perf_counter`, "
-        "the median chunk's mean (a shared VM's stalls hit single chunks; the median ignores them); "
-        "between chunks the queue is put back to n jobs (untimed). *submit* = `admit` of one "
+        "the median chunk's mean (a shared VM's stalls hit single chunks; the median ignores them). All sizes are "
+        "built first and then measured interleaved, one chunk of each operation at each size per round, so that "
+        "the machine's speed drifting during the run moves every size alike. Between chunks the queue is put "
+        "back to n jobs (untimed). *submit* = `admit` of one "
         "more job; *position* = `position()` of a random pending job; *cancel* = `cancel()` of a random pending "
         "job; *dispatch+complete* = `tick()` starting the head, then `attempt_finished(SUCCEEDED)`, per job "
         f"(a blocked head makes a tick scan up to {BACKFILL_DEPTH} queued jobs for backfill, but only when "

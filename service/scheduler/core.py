@@ -117,12 +117,15 @@ class Restored:
     started_at: float | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Job:
-    job_id: str
-    type: str
+    # The fields a queue lookup reads come first, in the object's first cache line: at a million live
+    # jobs every other line of the object is a likely cache miss for `position`.
     seq: int
     level: int
+    ready_at: float | None = None  # set while pending: when it joined the queue
+    job_id: str
+    type: str
     need: Resources
     timeout_seconds: float | None
     retry: RetryPolicy
@@ -133,7 +136,6 @@ class Job:
     # jobs an empty set and list each would cost about 270 bytes per job.
     waiting_on: set[str] | None = None
     children: list[str] | None = None
-    ready_at: float | None = None  # set while pending: when it joined the queue
     due_at: float | None = None  # set while scheduled
     started_at: float | None = None  # set while running
     run_at: float | None = None  # not before this time, even once its dependencies have succeeded
