@@ -7,7 +7,8 @@ A Fenwick tree over the block sizes turns "which block" into "how many entries b
 
 Why not `sortedcontainers.SortedList` of tuples: it is O(log n) too, but at a million entries each
 comparison chases pointers to a tuple and a float, and its positional index is walked in Python; rank
-cost grew 13x from 10^3 to 10^6 entries. Here it stays within about 3x (see evaluation_results.md).
+cost grew 13x from 10^3 to 10^6 entries. Here it grows about 3-3.5x, most of it cache misses that
+any structure pays at that size (see evaluation_results.md).
 
 Costs with B = n / load blocks: `rank` is two bisects plus O(log B) Fenwick steps; `add` and `remove`
 are two bisects, an O(load) `memmove` and O(log B) Fenwick steps; a block split or merge rebuilds the
