@@ -391,17 +391,16 @@ class Supervisor:
         if w.exited:
             return
         w.exited = True
-        if w.sock_open:  # the result may still sit in the socket
-            while True:
-                try:
-                    data = w.sock.recv(1 << 16)
-                except (BlockingIOError, OSError):
-                    break
-                if not data:
-                    break
-                self._take_frames(w, data)
-            self.selector.unregister(w.sock)
-            w.sock_open = False
+        while w.sock_open:  # the result may still sit in the socket
+            try:
+                data = w.sock.recv(1 << 16)
+            except (BlockingIOError, OSError):
+                data = b""
+            if not data:
+                self.selector.unregister(w.sock)
+                w.sock_open = False
+                break
+            self._take_frames(w, data)  # a reusable worker's result retires it here (closing the socket)
         w.sock.close()
         for fd in list(w.output):
             self._close_output(w, fd)
