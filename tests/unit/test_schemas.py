@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import pytest
 
-from service.api.schemas import JobSubmission, decode_submission, request_hash, validate
+from service.api.schemas import JOB_ID_PATTERN, JobSubmission, decode_submission, request_hash, validate
+from service.api.submit import new_job_id, new_job_ids
 from service.errors import (
     InvalidRequest,
     MalformedRequest,
@@ -279,3 +281,10 @@ def test_request_hash_is_equal_for_payload_keys_in_a_different_order() -> None:
 )
 def test_request_hash_differs_when_the_submission_differs(other: dict[str, Any], job_id: str) -> None:
     assert request_hash(submission(payload={"n": 1}), "job-1") != request_hash(submission(**other), job_id)
+
+
+def test_server_made_ids_are_unique_and_match_the_job_id_pattern() -> None:
+    ids = [*new_job_ids(5000), new_job_id(), *new_job_ids(1)]
+    assert new_job_ids(0) == []
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"job_[0-9a-f]{32}", i) and re.match(JOB_ID_PATTERN, i) for i in ids)
