@@ -8,6 +8,8 @@ Payload knobs, shared by all of them:
   exit_code         end the worker process abruptly with os._exit(code) mid-job (a crash)
   allocate_mb       hold this much memory (touched, so resident) while it sleeps
   print_lines       write this many lines to stdout (they land in the job's logs)
+  stray_task_seconds  leave an asyncio task behind that prints a line after this many seconds
+                    (nothing awaits it: a reused worker must cancel it before its next attempt)
 `invalid_operation` always raises a permanent error. `tiny_task` is `quick_task` in a reused worker
 (`reuse_worker=True`): the same knobs, without a fork per attempt.
 """
@@ -43,6 +45,14 @@ class TransientError(RuntimeError):
     """A simulated failure that a retry can cure."""
 
 
+_STRAYS: set[asyncio.Future[None]] = set()  # referenced, so that only a cancel ends them early
+
+
+async def _print_later(delay: float, job_id: str) -> None:
+    await asyncio.sleep(delay)
+    print(f"stray task of {job_id} still running")
+
+
 async def simulate(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     if payload.get("ignore_sigterm"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -50,6 +60,8 @@ async def simulate(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     ctx.log.info("attempt %d of job %s starting", ctx.attempt, ctx.job_id)
     for line in range(int(payload.get("print_lines", 0))):
         print(f"stdout line {line}")
+    if "stray_task_seconds" in payload:
+        _STRAYS.add(asyncio.ensure_future(_print_later(float(payload["stray_task_seconds"]), ctx.job_id)))
     busy = float(payload.get("busy_seconds", 0))
     if busy > 0:
         deadline = time.monotonic() + busy

@@ -66,7 +66,13 @@ def run(sock: socket.socket, supervisor_pid: int) -> None:
         send_frame(sock, result)
         if not job.reuse:
             return
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # whatever the handler set, the next attempt starts clean
+        # The next attempt starts clean of what this one left running on the loop, and of its signal setup.
+        leftovers = asyncio.all_tasks(loop)
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         name_process("worker (reused)")
 
 

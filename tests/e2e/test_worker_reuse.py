@@ -63,3 +63,13 @@ def test_a_killed_or_crashed_reused_worker_is_replaced_and_handlers_start_clean(
     assert worker_pid(service, after["job_id"]) not in dead
     for pid in dead:
         wait_until(lambda pid=pid: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+
+
+def test_a_task_an_attempt_leaves_behind_is_cancelled_before_the_next_attempt(service: Service) -> None:
+    first = service.submit(type="tiny_task", payload={"duration_seconds": 0, "stray_task_seconds": 0.3})
+    service.wait_status(first["job_id"], "succeeded")
+    second = service.submit(type="tiny_task", payload={"duration_seconds": 0.8})
+    service.wait_status(second["job_id"], "succeeded")
+    assert worker_pid(service, second["job_id"]) == worker_pid(service, first["job_id"]), "the worker was reused"
+    lines = handler_lines(service, first["job_id"]) + handler_lines(service, second["job_id"])
+    assert not [line for line in lines if "stray task" in line]
