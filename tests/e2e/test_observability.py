@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 
-from tests.conftest import Service, wait_until
+from tests.conftest import Service
 
 
 def ws_url(service: Service, query: str = "") -> str:
@@ -132,8 +132,9 @@ def test_slow_stream_consumer_is_disconnected_while_a_fast_one_keeps_up(
     # than the kernel's socket buffers (4 MB at most on the server's side here) can hide from the server.
     batches, per_batch = 30, 1000
 
-    async def produce_while_reading_fast() -> tuple[int, int]:
+    async def produce_while_reading_fast() -> tuple[int, int, tuple[int, str]]:
         seen = 0
+        closing: asyncio.Task[tuple[int, str]] | None = None
         async with websockets.connect(ws_url(service)) as fast:
 
             async def read_fast() -> None:
@@ -153,16 +154,16 @@ def test_slow_stream_consumer_is_disconnected_while_a_fast_one_keeps_up(
                 while seen < batch * per_batch and not reader.done():  # pace by the fast reader
                     assert time.monotonic() < deadline, f"fast reader stuck at {seen}"
                     await asyncio.sleep(0.01)
+                if closing is None and metric_value(service, "taskq_stream_disconnects_total", reason="slow_consumer"):
+                    # Dropped: from now on the server waits up to its close timeout for the client to take
+                    # the backlog and the close frame, so the stalled client starts reading now.
+                    closing = asyncio.create_task(asyncio.to_thread(stalled.read_until_closed, 20))
             await reader
-            return seen, api.memory_info().rss - before
+            assert closing is not None, "the stalled client was never dropped"
+            return seen, api.memory_info().rss - before, await closing
 
-    seen, grown = asyncio.run(produce_while_reading_fast())
+    seen, grown, (code, reason) = asyncio.run(produce_while_reading_fast())
     assert seen == batches * per_batch  # the fast reader got everything and stayed connected
-    wait_until(
-        lambda: metric_value(service, "taskq_stream_disconnects_total", reason="slow_consumer") >= 1,
-        what="the stalled client to be dropped",
-    )
-    code, reason = stalled.read_until_closed(timeout=20)  # the backlog, then the close frame
     assert code == 1008
     assert "slow consumer" in reason
     assert grown < 100 * 2**20
