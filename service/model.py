@@ -6,6 +6,7 @@ These are the words of the API and of the database enums; keep the three in step
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import msgspec
 
@@ -106,3 +107,15 @@ class RetryPolicy(msgspec.Struct, frozen=True, gc=False):
             base = self.max_delay_seconds
         base = min(base, self.max_delay_seconds)
         return base * (1.0 + self.jitter * fraction)
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether a NUL character hides in any string or key of a JSON-like value. PostgreSQL's text and jsonb
+    reject it, so such a value is refused before it reaches the database, where it would fail a statement."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_nul(v) for v in value)
+    return False

@@ -7,6 +7,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import re
 import signal
 import time
 from collections import Counter
@@ -26,8 +27,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from service import handlers
 from service.api import problems
 from service.api.scheduler_link import SchedulerLink
-from service.api.schemas import Accepted as AcceptedView
 from service.api.schemas import (
+    JOB_ID_PATTERN,
     AttemptView,
     BatchAccepted,
     BatchSubmission,
@@ -42,6 +43,7 @@ from service.api.schemas import (
     decode_submission,
     validate,
 )
+from service.api.schemas import Accepted as AcceptedView
 from service.api.stream import EventHub, job_stream
 from service.api.submit import Accepted, SubmitBatcher, new_job_ids, timestamp
 from service.dag import find_cycle, parents_first
@@ -196,6 +198,14 @@ async def submit_job(request: Request[Any, Any, Any], state: State) -> Response[
 
 
 _TERMINAL_VALUES = frozenset(s.value for s in Status if s.terminal)
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+
+
+def _require_job_id(job_id: str) -> None:
+    """An id outside the job_id pattern names no job; answering 404 here also keeps bytes PostgreSQL
+    rejects (a NUL) away from the database, where they would fail the query with a 500."""
+    if not _JOB_ID.match(job_id):
+        raise JobNotFound(f"no job has id {job_id!r}")
 
 
 def created_view(submission: JobSubmission, accepted: Accepted, default_timeout: float) -> JobView:
@@ -285,6 +295,7 @@ async def submit_batch(request: Request[Any, Any, Any], state: State) -> Respons
 @get("/jobs/{job_id:str}/explain", summary="Why a job is not running yet", tags=["jobs"])
 async def explain_job(job_id: str, state: State) -> dict[str, Any]:
     """The scheduler's own view: open dependencies, resource shortfall, reservation, priority, retry time."""
+    _require_job_id(job_id)
     record = await gateway.get_job(_pool(state), job_id)
     if record is None:
         raise JobNotFound(f"no job has id {job_id!r}")
@@ -312,6 +323,7 @@ def _with_timestamps(explanation: dict[str, Any]) -> dict[str, Any]:
 
 @get("/jobs/{job_id:str}", summary="Get a job with its attempts", tags=["jobs"])
 async def get_job(job_id: str, state: State) -> JobView:
+    _require_job_id(job_id)
     return await _load_job(state, job_id)
 
 
@@ -339,6 +351,8 @@ async def list_jobs(
     limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> JobPage:
+    if type is not None and "\x00" in type:
+        raise InvalidQuery.field("type", "must not contain the NUL character")
     if status is not None and status not in Status.__members__.values():
         raise InvalidQuery.field("status", f"must be one of: {', '.join(s.value for s in Status)}")
     if priority is not None and priority not in Priority.__members__.values():
@@ -357,6 +371,7 @@ async def list_jobs(
 
 @patch("/jobs/{job_id:str}/cancel", summary="Cancel a job", tags=["jobs"])
 async def cancel_job(job_id: str, state: State) -> JobView:
+    _require_job_id(job_id)
     link: SchedulerLink = state.link
     record = await gateway.get_job(_pool(state), job_id)
     if record is None:
@@ -391,6 +406,7 @@ async def dead_letters(
 @post("/jobs/{job_id:str}/retry", status_code=200, summary="Re-drive a failed job", tags=["dead letter queue"])
 async def retry_job(job_id: str, state: State) -> JobView:
     """Fresh attempts for a failed job; its upstream_failed descendants go back to blocked behind it."""
+    _require_job_id(job_id)
     record = await gateway.get_job(_pool(state), job_id)
     if record is None:
         raise JobNotFound(f"no job has id {job_id!r}")
@@ -411,6 +427,7 @@ async def job_logs(
     after: Annotated[int, Parameter(ge=0)] = 0,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 500,
 ) -> list[LogLine]:
+    _require_job_id(job_id)
     pool = _pool(state)
     records = await gateway.get_logs(pool, job_id, after_id=after, limit=limit)
     if not records and await gateway.get_job(pool, job_id) is None:

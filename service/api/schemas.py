@@ -13,7 +13,7 @@ import msgspec
 from msgspec import Meta
 
 from service.errors import InvalidRequest, MalformedRequest, ResourcesExceedCapacity, UnknownJobType
-from service.model import Priority, Resources, RetryPolicy
+from service.model import Priority, Resources, RetryPolicy, contains_nul
 
 T = TypeVar("T")
 
@@ -142,6 +142,10 @@ def _validate(submission: JobSubmission, capacity: Resources, known_types: list[
         raise InvalidRequest.field("depends_on", "lists a job more than once")
     if not _finite(submission.payload):
         raise InvalidRequest.field("payload", "numbers must be finite (no NaN or Infinity)")
+    if contains_nul(submission.payload):
+        raise InvalidRequest.field(
+            "payload", "must not contain the NUL character (\\u0000): PostgreSQL cannot store it"
+        )
     retry = submission.retry_config
     if retry.max_delay_seconds < retry.initial_delay_seconds:
         raise InvalidRequest.field("retry_config.max_delay_seconds", "must be at least initial_delay_seconds")

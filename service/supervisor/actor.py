@@ -316,7 +316,7 @@ class Supervisor:
             w.dropped_lines += 1
             return
         w.log_lines += 1
-        self._send(HandlerLog(w.job.job_id, w.job.attempt, level, message, at))
+        self._send(HandlerLog(w.job.job_id, w.job.attempt, level, storable(message), at))
 
     def _close_inherited(self) -> None:
         """In a fresh worker: let go of every descriptor of the supervisor's (through its owner, so
@@ -471,6 +471,7 @@ class Supervisor:
         self._report(job, outcome, error, w.result.result if w.result is not None and w.result.ok else None)
 
     def _report(self, job: RunJob, outcome: Outcome, error: str | None, result: object) -> None:
+        error = storable(error) if error is not None else None
         report = AttemptFinished(job.job_id, job.attempt, outcome, time.time(), error, result, self.next_seq)
         self.next_seq += 1
         self.outbox[report.seq] = report
@@ -511,6 +512,12 @@ class Supervisor:
             _signal(w.pid, signal.SIGKILL)
         if self.conn is not None:
             self.conn.close()
+
+
+def storable(text: str) -> str:
+    """Handler output as PostgreSQL can store it: a NUL character in a text column is an error there, and
+    one stray byte in a log line must not fail the scheduler's whole turn (and restart it, again and again)."""
+    return text.replace("\x00", "\ufffd")
 
 
 def _signal(pid: int, signum: int) -> None:

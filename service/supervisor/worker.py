@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from service import handlers
+from service.model import contains_nul
 from service.processes import die_with_parent, name_process
 from service.protocol import WorkerJob, WorkerLog, WorkerResult
 from service.transport import ChannelClosed, receive_frame, send_frame
@@ -90,6 +91,12 @@ def _execute(job: WorkerJob, sock: socket.socket, loop: asyncio.AbstractEventLoo
     try:
         result: Any = loop.run_until_complete(handler(ctx, job.payload))
         _json.encode(result)  # the result is stored as JSON: refuse what cannot be
+        if contains_nul(result):
+            return WorkerResult(
+                ok=False,
+                error="result contains the NUL character (\\u0000), which PostgreSQL cannot store",
+                permanent=True,
+            )
     except handlers.PermanentError as exc:
         return WorkerResult(ok=False, error=f"{type(exc).__name__}: {exc}", permanent=True)
     except msgspec.EncodeError as exc:

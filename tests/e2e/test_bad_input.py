@@ -35,6 +35,9 @@ CASES: list[tuple[str, Any, int, str]] = [
     ("self dependency", {"type": "send_email", "job_id": "me", "depends_on": ["me"]}, 422, "depends_on"),
     ("naive run_at", {"type": "send_email", "run_at": "2030-01-01T00:00:00"}, 422, "run_at"),
     ("payload not object", {"type": "send_email", "payload": [1]}, 422, "payload"),
+    ("NUL in a payload value", {"type": "send_email", "payload": {"to": "a\u0000b"}}, 422, "payload"),
+    ("NUL in a payload key", {"type": "send_email", "payload": {"x": [{"k\u0000": 1}]}}, 422, "payload"),
+    ("NUL in the type", {"type": "send\u0000email"}, 422, "type"),
     ("oversized body", {"type": "send_email", "payload": {"blob": BIG}}, 413, ""),
 ]
 
@@ -70,6 +73,7 @@ def test_bad_submission_is_rejected_with_a_problem_naming_the_field(
         ({"limit": 501}, "limit"),
         ({"limit": 0}, "limit"),
         ({"limit": "ten"}, "limit"),
+        ({"type": "a\u0000b"}, "type"),
     ],
 )
 def test_bad_list_query_is_a_4xx(shared_service: Service, params: dict[str, Any], field: str) -> None:
@@ -78,3 +82,31 @@ def test_bad_list_query_is_a_4xx(shared_service: Service, params: dict[str, Any]
     assert response.status_code == 400, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert field in response.text
+
+
+@pytest.mark.parametrize("size", [2, 70], ids=["insert path", "copy path"])
+def test_a_nul_character_in_a_batch_is_a_422_naming_the_job(shared_service: Service, size: int) -> None:
+    jobs: list[dict[str, Any]] = [{"type": "quick_task", "run_at": "2099-01-01T00:00:00Z"} for _ in range(size)]
+    jobs[1] = {**jobs[1], "payload": {"note": "a\u0000b"}}
+    response = shared_service.http.post("/jobs/batch", json={"jobs": jobs})
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["jobs.1.payload"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/jobs/{}"),
+        ("GET", "/jobs/{}/logs"),
+        ("GET", "/jobs/{}/explain"),
+        ("PATCH", "/jobs/{}/cancel"),
+        ("POST", "/jobs/{}/retry"),
+    ],
+)
+@pytest.mark.parametrize("bad_id", ["a%00b", "has%20space", "x" * 129])
+def test_an_id_no_job_can_have_is_a_404_on_every_job_route(
+    shared_service: Service, method: str, path: str, bad_id: str
+) -> None:
+    response = shared_service.http.request(method, path.format(bad_id))
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")

@@ -242,3 +242,25 @@ def test_kill_9_of_the_whole_tree_then_restart_recovers_running_jobs(service_fac
     assert second.job(job["job_id"])["attempts"][0]["outcome"] == "crashed"
     second.http.patch(f"/jobs/{job['job_id']}/cancel")
     second.wait_status(job["job_id"], "cancelled")
+
+
+def test_a_nul_character_in_handler_output_is_stored_replaced_and_the_service_keeps_going(service: Service) -> None:
+    """PostgreSQL cannot store NUL in text or jsonb. One such byte in a log line once failed the scheduler's
+    whole turn, and it failed again on every restart (the report is re-sent), until the service gave up."""
+    once = {"max_attempts": 1}
+    jobs = {
+        where: service.submit(type="quick_task", payload={"duration_seconds": 0, "nul_in": where}, retry_config=once)
+        for where in ("stdout", "log", "error", "result")
+    }
+    ended = {where: service.wait_status(job["job_id"], "succeeded", "failed") for where, job in jobs.items()}
+    assert ended["stdout"]["status"] == ended["log"]["status"] == "succeeded"
+    for where in ("stdout", "log"):
+        lines = [line["message"] for line in service.http.get(f"/jobs/{jobs[where]['job_id']}/logs").json()]
+        assert "before\ufffdafter" in lines
+    assert ended["error"]["status"] == "failed"
+    assert ended["error"]["error"] == "PermanentError: before\ufffdafter"
+    assert ended["result"]["status"] == "failed"
+    assert "NUL" in ended["result"]["error"]
+    after = service.submit(type="quick_task", payload={"duration_seconds": 0})
+    service.wait_status(after["job_id"], "succeeded")
+    assert service.http.get("/stats").json()["jobs_by_status"]["succeeded"] == 3
