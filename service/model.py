@@ -111,11 +111,17 @@ class RetryPolicy(msgspec.Struct, frozen=True, gc=False):
 
 def contains_nul(value: Any) -> bool:
     """Whether a NUL character hides in any string or key of a JSON-like value. PostgreSQL's text and jsonb
-    reject it, so such a value is refused before it reaches the database, where it would fail a statement."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(contains_nul(v) for v in value)
+    reject it, so such a value is refused before it reaches the database, where it would fail a statement.
+    Iterative: a deeply nested value must not exhaust the interpreter's recursion limit."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
     return False

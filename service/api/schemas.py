@@ -13,7 +13,7 @@ import msgspec
 from msgspec import Meta
 
 from service.errors import InvalidRequest, MalformedRequest, ResourcesExceedCapacity, UnknownJobType
-from service.model import Priority, Resources, RetryPolicy, contains_nul
+from service.model import Priority, Resources, RetryPolicy
 
 T = TypeVar("T")
 
@@ -85,6 +85,10 @@ def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         raise validation_error(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise MalformedRequest(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequest.field(
+            "body", f"nests objects and arrays too deeply (payloads allow {MAX_PAYLOAD_DEPTH} levels)"
+        ) from None
 
 
 def validation_error(text: str, prefix: str = "") -> InvalidRequest:
@@ -140,25 +144,38 @@ def _validate(submission: JobSubmission, capacity: Resources, known_types: list[
         raise InvalidRequest.field("depends_on", "a job cannot depend on itself")
     if len(set(submission.depends_on)) != len(submission.depends_on):
         raise InvalidRequest.field("depends_on", "lists a job more than once")
-    if not _finite(submission.payload):
-        raise InvalidRequest.field("payload", "numbers must be finite (no NaN or Infinity)")
-    if contains_nul(submission.payload):
-        raise InvalidRequest.field(
-            "payload", "must not contain the NUL character (\\u0000): PostgreSQL cannot store it"
-        )
+    if (problem := payload_problem(submission.payload)) is not None:
+        raise InvalidRequest.field("payload", problem)
     retry = submission.retry_config
     if retry.max_delay_seconds < retry.initial_delay_seconds:
         raise InvalidRequest.field("retry_config.max_delay_seconds", "must be at least initial_delay_seconds")
 
 
-def _finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_finite(v) for v in value)
-    return True
+MAX_PAYLOAD_DEPTH = 64
+
+
+def payload_problem(payload: Any) -> str | None:
+    """What makes a payload unstorable or unsafe to pass on, if anything. One iterative walk: nesting
+    beyond MAX_PAYLOAD_DEPTH (every actor decodes the payload again, recursively), a NaN or an infinity
+    (not JSON), a NUL character in a string or key (PostgreSQL rejects it)."""
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return "numbers must be finite (no NaN or Infinity)"
+        elif isinstance(value, str):
+            if "\x00" in value:
+                return "must not contain the NUL character (\\u0000): PostgreSQL cannot store it"
+        elif isinstance(value, dict | list):
+            if depth > MAX_PAYLOAD_DEPTH:
+                return f"must not nest objects and arrays deeper than {MAX_PAYLOAD_DEPTH} levels"
+            if isinstance(value, dict):
+                stack.extend((key, depth) for key in value)
+                stack.extend((item, depth + 1) for item in value.values())
+            else:
+                stack.extend((item, depth + 1) for item in value)
+    return None
 
 
 def request_hash(submission: JobSubmission, job_id: str) -> bytes:

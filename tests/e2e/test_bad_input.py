@@ -9,6 +9,10 @@ import pytest
 from tests.conftest import Service
 
 BIG = "x" * (1024 * 1024 + 10)
+DEEP_BODY = b'{"type": "send_email", "payload": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001
+DEEP_65: dict[str, Any] = {"leaf": 1}
+for _ in range(64):
+    DEEP_65 = {"a": DEEP_65}
 
 CASES: list[tuple[str, Any, int, str]] = [
     # (name, body (bytes/str sent raw, dict as JSON), status, field named in errors or detail)
@@ -38,6 +42,13 @@ CASES: list[tuple[str, Any, int, str]] = [
     ("NUL in a payload value", {"type": "send_email", "payload": {"to": "a\u0000b"}}, 422, "payload"),
     ("NUL in a payload key", {"type": "send_email", "payload": {"x": [{"k\u0000": 1}]}}, 422, "payload"),
     ("NUL in the type", {"type": "send\u0000email"}, 422, "type"),
+    ("payload 65 levels deep", {"type": "send_email", "payload": DEEP_65}, 422, "payload"),
+    (
+        "body 5000 levels deep",
+        b'{"type": "send_email", "payload": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001,
+        422,
+        "body",
+    ),
     ("oversized body", {"type": "send_email", "payload": {"blob": BIG}}, 413, ""),
 ]
 
