@@ -424,7 +424,7 @@ async def retry_job(job_id: str, state: State) -> JobView:
 async def job_logs(
     job_id: str,
     state: State,
-    after: Annotated[int, Parameter(ge=0)] = 0,
+    after: Annotated[int, Parameter(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 500,
 ) -> list[LogLine]:
     _require_job_id(job_id)

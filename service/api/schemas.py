@@ -152,18 +152,23 @@ def _validate(submission: JobSubmission, capacity: Resources, known_types: list[
 
 
 MAX_PAYLOAD_DEPTH = 64
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def payload_problem(payload: Any) -> str | None:
     """What makes a payload unstorable or unsafe to pass on, if anything. One iterative walk: nesting
     beyond MAX_PAYLOAD_DEPTH (every actor decodes the payload again, recursively), a NaN or an infinity
-    (not JSON), a NUL character in a string or key (PostgreSQL rejects it)."""
+    (not JSON), an integer beyond 64 bits (msgpack cannot carry it to the worker: the supervisor failed on
+    it), a NUL character in a string or key (PostgreSQL rejects it)."""
     stack: list[tuple[Any, int]] = [(payload, 1)]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, float):
             if not math.isfinite(value):
                 return "numbers must be finite (no NaN or Infinity)"
+        elif isinstance(value, int):
+            if not INT64_MIN <= value <= INT64_MAX:
+                return "integers must fit in 64 bits (-2^63 to 2^63-1): the actors pass payloads as msgpack"
         elif isinstance(value, str):
             if "\x00" in value:
                 return "must not contain the NUL character (\\u0000): PostgreSQL cannot store it"

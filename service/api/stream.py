@@ -119,6 +119,9 @@ async def job_stream(
     if status is not None and status not in Status.__members__.values():
         await socket.close(code=1008, reason=f"unknown status {status!r}")
         return
+    if after is not None and not 0 <= after < 2**63:
+        await socket.close(code=1008, reason="after must be a seq between 0 and 2^63-1")
+        return
     state: State = socket.app.state
     hub: EventHub = state.hub
     filters = Filters(job_id, type, status)

@@ -43,6 +43,7 @@ CASES: list[tuple[str, Any, int, str]] = [
     ("NUL in a payload key", {"type": "send_email", "payload": {"x": [{"k\u0000": 1}]}}, 422, "payload"),
     ("NUL in the type", {"type": "send\u0000email"}, 422, "type"),
     ("payload 65 levels deep", {"type": "send_email", "payload": DEEP_65}, 422, "payload"),
+    ("integer beyond 64 bits", {"type": "send_email", "payload": {"n": 2**64}}, 422, "payload"),
     (
         "body 5000 levels deep",
         b'{"type": "send_email", "payload": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001,
@@ -121,3 +122,9 @@ def test_an_id_no_job_can_have_is_a_404_on_every_job_route(
     response = shared_service.http.request(method, path.format(bad_id))
     assert response.status_code == 404, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_log_cursor_beyond_64_bits_is_a_400(shared_service: Service) -> None:
+    response = shared_service.http.get("/jobs/some-job/logs", params={"after": 2**64})
+    assert response.status_code == 400, response.text
+    assert "after" in response.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import statistics
@@ -205,3 +206,17 @@ def test_a_burst_larger_than_the_buffer_does_not_disconnect_a_reader(service_fac
     events = asyncio.run(scenario())  # one turn, 300 events, a buffer of 50: still all delivered
     assert {e["event"] for e in events} == {"submitted"}
     assert len({e["job_id"] for e in events}) == 300
+
+
+def test_a_stream_resume_point_beyond_64_bits_or_an_unknown_status_is_closed_with_1008(shared_service: Service) -> None:
+    async def close_code(query: str) -> tuple[int | None, str | None]:
+        async with websockets.connect(ws_url(shared_service, query)) as ws:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            return ws.close_code, ws.close_reason
+
+    for query, says in ((f"?after={2**64}", "after"), ("?status=done", "unknown status")):
+        code, reason = asyncio.run(close_code(query))
+        assert code == 1008, (query, code, reason)
+        assert reason is not None
+        assert says in reason
