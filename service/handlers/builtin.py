@@ -8,6 +8,7 @@ Payload knobs, shared by all of them:
   exit_code         end the worker process abruptly with os._exit(code) mid-job (a crash)
   allocate_mb       hold this much memory (touched, so resident) while it sleeps
   print_lines       write this many lines to stdout (they land in the job's logs)
+  huge_result       return an integer beyond 64 bits (which cannot be stored)
   nul_in            put a NUL character into "stdout", "log", "error" or "result" (PostgreSQL cannot store it)
   stray_task_seconds  leave an asyncio task behind that prints a line after this many seconds
                     (nothing awaits it: a reused worker must cancel it before its next attempt)
@@ -70,6 +71,8 @@ async def simulate(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         raise PermanentError("before\x00after")
     elif nul_in == "result":
         return {"text": "before\x00after"}
+    if payload.get("huge_result"):
+        return {"n": 2**70}
     if "stray_task_seconds" in payload:
         _STRAYS.add(asyncio.ensure_future(_print_later(float(payload["stray_task_seconds"]), ctx.job_id)))
     busy = float(payload.get("busy_seconds", 0))

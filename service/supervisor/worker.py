@@ -30,6 +30,7 @@ from service.transport import ChannelClosed, receive_frame, send_frame
 
 _job_decoder = msgspec.msgpack.Decoder(WorkerJob)
 _json = msgspec.json.Encoder()
+_msgpack = msgspec.msgpack.Encoder()
 
 
 class _PipeHandler(logging.Handler):
@@ -91,6 +92,10 @@ def _execute(job: WorkerJob, sock: socket.socket, loop: asyncio.AbstractEventLoo
     try:
         result: Any = loop.run_until_complete(handler(ctx, job.payload))
         _json.encode(result)  # the result is stored as JSON: refuse what cannot be
+        try:
+            _msgpack.encode(result)  # and travels to the scheduler as msgpack
+        except OverflowError as exc:
+            raise msgspec.EncodeError(f"{exc} (integers must fit in 64 bits)") from None
         if contains_nul(result):
             return WorkerResult(
                 ok=False,
@@ -100,7 +105,7 @@ def _execute(job: WorkerJob, sock: socket.socket, loop: asyncio.AbstractEventLoo
     except handlers.PermanentError as exc:
         return WorkerResult(ok=False, error=f"{type(exc).__name__}: {exc}", permanent=True)
     except msgspec.EncodeError as exc:
-        return WorkerResult(ok=False, error=f"result is not JSON-serialisable: {exc}", permanent=True)
+        return WorkerResult(ok=False, error=f"result cannot be stored: {exc}", permanent=True)
     except BaseException as exc:  # any failure of user code is the attempt's failure, never the worker's
         log.error("handler raised after %.3fs:\n%s", time.monotonic() - started, traceback.format_exc().rstrip())
         return WorkerResult(ok=False, error=f"{type(exc).__name__}: {exc}")

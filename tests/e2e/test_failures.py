@@ -244,7 +244,7 @@ def test_kill_9_of_the_whole_tree_then_restart_recovers_running_jobs(service_fac
     second.wait_status(job["job_id"], "cancelled")
 
 
-def test_a_nul_character_in_handler_output_is_stored_replaced_and_the_service_keeps_going(service: Service) -> None:
+def test_handler_output_postgresql_or_msgpack_cannot_carry_never_stops_the_service(service: Service) -> None:
     """PostgreSQL cannot store NUL in text or jsonb. One such byte in a log line once failed the scheduler's
     whole turn, and it failed again on every restart (the report is re-sent), until the service gave up."""
     once = {"max_attempts": 1}
@@ -261,6 +261,10 @@ def test_a_nul_character_in_handler_output_is_stored_replaced_and_the_service_ke
     assert ended["error"]["error"] == "PermanentError: before\ufffdafter"
     assert ended["result"]["status"] == "failed"
     assert "NUL" in ended["result"]["error"]
+    huge = service.submit(type="quick_task", payload={"duration_seconds": 0, "huge_result": True}, retry_config=once)
+    failed = service.wait_status(huge["job_id"], "failed")
+    assert failed["attempts"][0]["outcome"] == "permanent_failure"
+    assert "64 bits" in failed["error"]
     after = service.submit(type="quick_task", payload={"duration_seconds": 0})
     service.wait_status(after["job_id"], "succeeded")
     assert service.http.get("/stats").json()["jobs_by_status"]["succeeded"] == 3
