@@ -684,6 +684,18 @@ def one_at_a_time(api: Api, perf: Perf, jobs: int = 200) -> None:
         time.sleep(0.01)
 
 
+def succeeded_jobs(api: Api, *, prefix: str, **filters: str) -> list[dict[str, Any]]:
+    """Every succeeded job whose id starts with `prefix`, from `GET /jobs` pages of 500 (keyset cursor)."""
+    items: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"status": "succeeded", "limit": 500, **filters}
+    while True:
+        page = api.http.get("/jobs", params=params).json()
+        items += [item for item in page["items"] if item["job_id"].startswith(prefix)]
+        if page["next_cursor"] is None:
+            return items
+        params["cursor"] = page["next_cursor"]
+
+
 def performance_test(svc: ServiceProcess, db: Database, api: Api) -> Perf:
     rng = random.Random(42)
     bodies = [
@@ -725,18 +737,7 @@ def performance_test(svc: ServiceProcess, db: Database, api: Api) -> Perf:
     perf.rss[stage], perf.db_size[stage] = svc.rss(), db.size()
 
     # Every job's timestamps from the list (two pages of 500), then a sample read one by one for attempts.
-    items: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while True:
-        params: dict[str, Any] = {"status": "succeeded", "limit": 500}
-        if cursor:
-            params["cursor"] = cursor
-        page = api.http.get("/jobs", params=params).json()
-        items += page["items"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
-    items = [item for item in items if item["job_id"].startswith("perf-")]
+    items = succeeded_jobs(api, prefix="perf-")
     if len(items) != PERF_JOBS:
         raise RuntimeError(f"listed {len(items)} succeeded perf jobs, expected {PERF_JOBS}")
     starts = [ts(i["started_at"]) for i in items]
@@ -843,17 +844,7 @@ def drain_test(svc: ServiceProcess, db: Database, api: Api, job_type: str) -> Dr
     drain.cpu = {role: cpu1[role] - cpu0.get(role, 0.0) for role in cpu1}
     if pg0 is not None and pg1 is not None:
         drain.cpu["postgresql"] = pg1 - pg0
-    items: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while True:
-        params: dict[str, Any] = {"status": "succeeded", "type": job_type, "limit": 500}
-        if cursor:
-            params["cursor"] = cursor
-        page = api.http.get("/jobs", params=params).json()
-        items += [item for item in page["items"] if item["job_id"].startswith(prefix)]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    items = succeeded_jobs(api, prefix=prefix, type=job_type)
     starts = [ts(i["started_at"]) for i in items]
     finishes = [ts(i["finished_at"]) for i in items]
     drain.span_s = max(finishes) - min(starts)

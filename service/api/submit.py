@@ -14,7 +14,6 @@ import functools
 import logging
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -67,7 +66,7 @@ class _Pending:
 
 
 def new_job_id() -> str:
-    return f"job_{uuid.uuid4().hex}"
+    return new_job_ids(1)[0]
 
 
 def new_job_ids(n: int) -> list[str]:

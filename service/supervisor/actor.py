@@ -295,15 +295,18 @@ class Supervisor:
         for line in lines:
             self._handler_log(w, w.output[fd], line.decode(errors="replace"), time.time())
 
+    def _drain_output(self, w: Worker, fd: int) -> None:
+        """Everything the pipe holds now, and an unfinished last line as a line of its own."""
+        with contextlib.suppress(OSError):  # BlockingIOError included: the pipe is empty for now
+            while data := os.read(fd, 1 << 16):
+                self._take_output(w, fd, data)
+        if rest := w.partial.pop(fd, b""):
+            self._handler_log(w, w.output[fd], rest.decode(errors="replace"), time.time())
+
     def _close_output(self, w: Worker, fd: int) -> None:
         if fd not in w.output:
             return
-        with contextlib.suppress(OSError):
-            while data := os.read(fd, 1 << 16):  # what is left after the worker exited
-                self._take_output(w, fd, data)
-        rest = w.partial.pop(fd, b"")
-        if rest:
-            self._handler_log(w, w.output[fd], rest.decode(errors="replace"), time.time())
+        self._drain_output(w, fd)  # what is left after the worker exited
         self.selector.unregister(fd)
         os.close(fd)
         del w.output[fd]
@@ -435,12 +438,8 @@ class Supervisor:
         needed retires. It never runs an attempt of a type without reuse_worker: those get a fresh fork."""
         w.runs += 1
         # The worker flushed stdout and stderr before it sent its result: what they hold is this attempt's.
-        for fd in list(w.output):
-            with contextlib.suppress(BlockingIOError, OSError):
-                while data := os.read(fd, 1 << 16):
-                    self._take_output(w, fd, data)
-            if rest := w.partial.pop(fd, b""):
-                self._handler_log(w, w.output[fd], rest.decode(errors="replace"), time.time())
+        for fd in w.output:
+            self._drain_output(w, fd)
         self._report_dropped(w)
         keep = (
             w.kill_reason is None

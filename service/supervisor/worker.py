@@ -30,7 +30,6 @@ from service.transport import ChannelClosed, receive_frame, send_frame
 
 _job_decoder = msgspec.msgpack.Decoder(WorkerJob)
 _json = msgspec.json.Encoder()
-_msgpack = msgspec.msgpack.Encoder()
 
 
 class _PipeHandler(logging.Handler):
@@ -65,7 +64,11 @@ def run(sock: socket.socket, supervisor_pid: int) -> None:
         result = _execute(job, sock, loop)
         sys.stdout.flush()  # before the result: the supervisor drains these pipes when the result is in
         sys.stderr.flush()
-        send_frame(sock, result)
+        try:
+            send_frame(sock, result)
+        except OverflowError as exc:  # msgpack carries integers of at most 64 bits; nothing was sent yet
+            error = f"result cannot be stored: {exc} (integers must fit in 64 bits)"
+            send_frame(sock, WorkerResult(ok=False, error=error, permanent=True))
         if not job.reuse:
             return
         # The next attempt starts clean of what this one left running on the loop, and of its signal setup.
@@ -92,10 +95,6 @@ def _execute(job: WorkerJob, sock: socket.socket, loop: asyncio.AbstractEventLoo
     try:
         result: Any = loop.run_until_complete(handler(ctx, job.payload))
         _json.encode(result)  # the result is stored as JSON: refuse what cannot be
-        try:
-            _msgpack.encode(result)  # and travels to the scheduler as msgpack
-        except OverflowError as exc:
-            raise msgspec.EncodeError(f"{exc} (integers must fit in 64 bits)") from None
         if contains_nul(result):
             return WorkerResult(
                 ok=False,
