@@ -71,7 +71,8 @@ CREATE TABLE public.attempts (
     worker_pid integer,
     CONSTRAINT attempts_attempt_check CHECK ((attempt >= 1)),
     CONSTRAINT outcome_iff_finished CHECK (((outcome IS NULL) = (finished_at IS NULL)))
-);
+)
+WITH (fillfactor='80');
 
 
 --
@@ -177,7 +178,8 @@ CREATE TABLE public.jobs (
     CONSTRAINT jobs_memory_mb_check CHECK ((memory_mb >= 0)),
     CONSTRAINT jobs_timeout_seconds_check CHECK ((timeout_seconds > (0)::double precision)),
     CONSTRAINT running_has_started CHECK (((status <> 'running'::public.job_status) OR (started_at IS NOT NULL)))
-);
+)
+WITH (fillfactor='80');
 
 
 --
@@ -219,7 +221,8 @@ CREATE VIEW public.scheduler_jobs AS
     (EXTRACT(epoch FROM run_at))::double precision AS run_at,
     (EXTRACT(epoch FROM next_run_at))::double precision AS next_run_at,
     (EXTRACT(epoch FROM ready_at))::double precision AS ready_at,
-    (EXTRACT(epoch FROM started_at))::double precision AS started_at
+    (EXTRACT(epoch FROM started_at))::double precision AS started_at,
+    (finished_at IS NULL) AS live
    FROM public.jobs;
 
 
@@ -303,10 +306,17 @@ CREATE INDEX job_logs_job_id_idx ON public.job_logs USING btree (job_id, id);
 
 
 --
+-- Name: jobs_finished_status_seq_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX jobs_finished_status_seq_idx ON public.jobs USING btree (status, seq) WHERE (finished_at IS NOT NULL);
+
+
+--
 -- Name: jobs_live_idx; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX jobs_live_idx ON public.jobs USING btree (seq) WHERE (status = ANY (ARRAY['blocked'::public.job_status, 'pending'::public.job_status, 'scheduled'::public.job_status, 'running'::public.job_status]));
+CREATE INDEX jobs_live_idx ON public.jobs USING btree (seq) WHERE (finished_at IS NULL);
 
 
 --
@@ -317,25 +327,10 @@ CREATE INDEX jobs_priority_seq_idx ON public.jobs USING btree (priority, seq);
 
 
 --
--- Name: jobs_status_seq_idx; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX jobs_status_seq_idx ON public.jobs USING btree (status, seq);
-
-
---
 -- Name: jobs_type_seq_idx; Type: INDEX; Schema: public; Owner: -
 --
 
 CREATE INDEX jobs_type_seq_idx ON public.jobs USING btree (type, seq);
-
-
---
--- Name: attempts attempts_job_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
---
-
-ALTER TABLE ONLY public.attempts
-    ADD CONSTRAINT attempts_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.jobs(job_id) ON DELETE CASCADE;
 
 
 --
@@ -355,14 +350,6 @@ ALTER TABLE ONLY public.job_dependencies
 
 
 --
--- Name: job_logs job_logs_job_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
---
-
-ALTER TABLE ONLY public.job_logs
-    ADD CONSTRAINT job_logs_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.jobs(job_id) ON DELETE CASCADE;
-
-
---
 -- PostgreSQL database dump complete
 --
 
@@ -377,4 +364,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261129000003'),
     ('20261129000004'),
     ('20261129000005'),
-    ('20261129000006');
+    ('20261129000006'),
+    ('20261204000007');

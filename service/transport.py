@@ -61,6 +61,14 @@ class AsyncChannel(Generic[T]):
             raise ChannelClosed("channel is closed")
         self._writer.write(encode_frame(message))
 
+    def send_all(self, messages: list[Any]) -> None:
+        """Queue several frames as one write (one system call instead of one per frame)."""
+        if not messages:
+            return
+        if self._writer.is_closing():
+            raise ChannelClosed("channel is closed")
+        self._writer.write(b"".join(encode_frame(message) for message in messages))
+
     async def drain(self) -> None:
         try:
             await self._writer.drain()

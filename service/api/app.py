@@ -586,7 +586,7 @@ def create_app(settings: Settings, database_url: str, scheduler_socket: str, res
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         handlers.load(settings.handlers)
-        pool = await gateway.connect_pool(database_url, min_size=2, max_size=10, custom_plans=True)
+        pool = await gateway.connect_pool(database_url, min_size=2, max_size=10)
         link = SchedulerLink(scheduler_socket, hub.publish, restarts)
         link.start()
         batcher = SubmitBatcher(pool, link, settings.default_timeout_seconds, telemetry)

@@ -66,6 +66,11 @@ log = logging.getLogger("taskq.scheduler")
 # Status changes kept for stream replay (?after=<seq>); older ones are pruned.
 EVENT_WINDOW = 100_000
 SWEEP_MARGIN_SECONDS = 60.0
+# Worker pids and handler log lines change no scheduling decision: they wait (at most this long, or
+# until a turn commits anyway) to share a commit with the next state change. A job that starts and
+# ends within this window then costs one turn fewer (one statement, one commit).
+DEFER_SECONDS = 0.05
+DEFER_MAX_LINES = 5000
 _PRIORITY_NAMES = {p.level: p.value for p in Priority}
 
 _json_decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -85,7 +90,8 @@ class Client:
 class Turn:
     """What one turn must do after its commit, besides the core's effects."""
 
-    replies: list[tuple[Client, Reply]] = field(default_factory=list)
+    replies: list[tuple[Client, Reply]] = field(default_factory=list)  # sent after the commit
+    early: list[tuple[Client, Reply]] = field(default_factory=list)  # read-only answers: sent before it
     position_requests: list[tuple[Client, int, list[str]]] = field(default_factory=list)
     explain_requests: list[tuple[Client, int, str]] = field(default_factory=list)
     acks: list[int] = field(default_factory=list)
@@ -119,6 +125,11 @@ class SchedulerActor:
         self.sweep_needed = False
         self.stopping = False
         self.drain_deadline: float | None = None  # epoch seconds; set while draining
+        # Writes that wait for the next commit (see DEFER_SECONDS), in arrival order.
+        self.deferred_logs: list[LogRow] = []
+        self.deferred_pids: list[tuple[str, int, int]] = []
+        self.deferred_since: float | None = None  # monotonic time of the oldest
+        self.pruning: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         self.telemetry = Telemetry("scheduler", gauges=self._gauges())
@@ -137,6 +148,8 @@ class SchedulerActor:
                 if self.drain_deadline is not None and not self.core.running:
                     log.info("drained: no attempt is running; the scheduler stops")
                     break
+            if self.deferred_since is not None:  # the last pids and log lines, before leaving
+                await self._commit(Effects(), Turn())
             if self.supervisor is not None:  # let the last acknowledgements reach the supervisor
                 with contextlib.suppress(ChannelClosed):
                     await self.supervisor.channel.drain()
@@ -241,7 +254,8 @@ class SchedulerActor:
     async def _turn(self) -> None:
         now = time.time()
         deadline = self.drain_deadline if self.drain_deadline is not None and self.drain_deadline > now else None
-        wakeups = [w for w in (self.core.next_wakeup(), deadline) if w is not None]
+        flush_at = None if self.deferred_since is None else now + self.deferred_since + DEFER_SECONDS - time.monotonic()
+        wakeups = [w for w in (self.core.next_wakeup(), deadline, flush_at) if w is not None]
         timeout = max(0.0, min(wakeups) - now) if wakeups else None
         batch: list[tuple[Client | None, ToScheduler | Disconnected | None]] = []
         get = asyncio.ensure_future(self.inbox.get())
@@ -267,6 +281,7 @@ class SchedulerActor:
             self.core.interrupt_running()
         self.core.tick(now)
         effects = self.core.take_effects()
+        started_now = {start.job_id for start in effects.starts}
         for client, request_id, job_ids in turn.position_requests:
             started = {
                 job_id: job.started_at
@@ -276,9 +291,13 @@ class SchedulerActor:
             reply = Reply(
                 request_id, positions=self._positions(job_ids), statuses=self._statuses(job_ids), started_at=started
             )
-            turn.replies.append((client, reply))
+            # The jobs are committed already (by the API): their place in line is a fact about memory, and
+            # the client need not wait for this turn's commit to hear it. A start decided in this turn is
+            # reported only once that start is committed.
+            (turn.replies if started_now.intersection(job_ids) else turn.early).append((client, reply))
         for client, request_id, job_id in turn.explain_requests:
-            turn.replies.append((client, Reply(request_id, explanation=self.core.explain(job_id, now))))
+            turn.early.append((client, Reply(request_id, explanation=self.core.explain(job_id, now))))
+        self._reply(turn.early)
         starts = await self._commit(effects, turn)
         self._deliver(effects, starts, turn)
         self._measure(effects)
@@ -334,14 +353,12 @@ class SchedulerActor:
                 turn.acks.append(message.seq)
             case AttemptStarted(job_id=job_id, attempt=attempt, pid=pid, at=at):
                 if self.core.attempt_started(job_id, attempt):
-                    turn.pids.append((job_id, attempt, pid))
-                    turn.logs.append(
+                    self.deferred_pids.append((job_id, attempt, pid))
+                    self._defer(
                         LogRow(job_id, attempt, at, "info", "started", f"attempt {attempt} started on pid {pid}")
                     )
             case HandlerLog():
-                turn.logs.append(
-                    LogRow(message.job_id, message.attempt, message.at, message.level, "log", message.message)
-                )
+                self._defer(LogRow(message.job_id, message.attempt, message.at, message.level, "log", message.message))
             case CancelRequest(request_id=request_id, job_id=job_id):
                 verdict = self.core.cancel(job_id, now)
                 turn.replies.append((client, Reply(request_id, cancel=verdict)))
@@ -371,12 +388,12 @@ class SchedulerActor:
             case StatsQuery(request_id=request_id):
                 counts = {**self.core.counts(), **{s.value: self.terminal_counts[s.value] for s in TERMINAL}}
                 in_use = {"cpu_units": self.core.used.cpu_units, "memory_mb": self.core.used.memory_mb}
-                turn.replies.append((client, Reply(request_id, counts=counts, in_use=in_use)))
+                turn.early.append((client, Reply(request_id, counts=counts, in_use=in_use)))
             case HealthQuery(request_id=request_id):
                 dispatching = self.core.supervisor_ready and not self.core.draining
-                turn.replies.append((client, Reply(request_id, dispatching=dispatching)))
+                turn.early.append((client, Reply(request_id, dispatching=dispatching)))
             case MetricsQuery(request_id=request_id):
-                turn.replies.append((client, Reply(request_id, metrics=self.telemetry.render())))
+                turn.early.append((client, Reply(request_id, metrics=self.telemetry.render())))
             case ApiHello():
                 self.restarts["api"] = message.restarts
                 client.role = "api"
@@ -388,6 +405,27 @@ class SchedulerActor:
                     self.supervisor = None
                     self.core.supervisor_lost()
                     log.warning("supervisor disconnected; dispatch paused")
+
+    def _defer(self, line: LogRow) -> None:
+        if self.deferred_since is None:
+            self.deferred_since = time.monotonic()
+        self.deferred_logs.append(line)
+
+    def _take_deferred(self, turn: Turn, commit_anyway: bool) -> None:
+        """Hand the deferred writes to this turn if it commits anyway, or if they have waited long enough."""
+        if self.deferred_since is None:
+            return
+        due = time.monotonic() - self.deferred_since >= DEFER_SECONDS or len(self.deferred_logs) >= DEFER_MAX_LINES
+        if not (commit_anyway or due or self.stopping or self.drain_deadline is not None):
+            return
+        turn.logs[:0] = self.deferred_logs  # before the turn's own lines: they happened first
+        turn.pids[:0] = self.deferred_pids
+        self.deferred_logs, self.deferred_pids, self.deferred_since = [], [], None
+
+    def _reply(self, replies: list[tuple[Client, Reply]]) -> None:
+        for client, reply in replies:
+            with contextlib.suppress(ChannelClosed):
+                client.channel.send(reply)
 
     def _event(
         self,
@@ -459,6 +497,7 @@ class SchedulerActor:
 
     async def _commit(self, effects: Effects, turn: Turn) -> list[asyncpg.Record]:
         """Every state change of the turn in one transaction. Raises (and so restarts the actor) on failure."""
+        self._take_deferred(turn, commit_anyway=bool(effects or turn.logs or turn.pids or turn.events))
         logs = turn.logs + [_log_line(t) for t in effects.transitions]
         for t in effects.transitions:
             turn.events.append(self._event(t.at, t.job_id, t.job_type, t.level, t.status, t.event, t.attempt, t.error))
@@ -492,39 +531,45 @@ class SchedulerActor:
             starts = await gateway.apply_turn(
                 conn, list(attempts.values()), opened, list(jobs.values()), logs, turn.events
             )
-            if self.event_seq - self.pruned_up_to > 2 * EVENT_WINDOW:
-                self.pruned_up_to = self.event_seq - EVENT_WINDOW
-                await gateway.prune_events(conn, self.pruned_up_to)
         self.telemetry.record("taskq_scheduler_commit_duration", time.perf_counter() - commit_started)
+        if self.event_seq - self.pruned_up_to > 2 * EVENT_WINDOW and self.pruning is None:
+            # Deleting a window's worth of rows takes a while: on the pool's other connection, off the turn.
+            self.pruned_up_to = self.event_seq - EVENT_WINDOW
+            self.pruning = asyncio.create_task(self._prune(self.pruned_up_to))
         return starts
+
+    async def _prune(self, up_to: int) -> None:
+        try:
+            await gateway.prune_events(self.pool, up_to)
+        except Exception:  # the next prune retries; the window is only a replay buffer
+            log.exception("pruning stream events up to %d failed", up_to)
+        finally:
+            self.pruning = None
 
     def _deliver(self, effects: Effects, starts: list[asyncpg.Record], turn: Turn) -> None:
         supervisor = self.supervisor
         if supervisor is not None:
             records = {record["job_id"]: record for record in starts}
+            messages: list[RunJob | KillJob | Ack] = [
+                RunJob(  # in dispatch order (UPDATE ... RETURNING has none)
+                    start.job_id,
+                    start.attempt,
+                    records[start.job_id]["type"],
+                    _json_decode(records[start.job_id]["payload"]),
+                    start.timeout_seconds,
+                    start.memory_mb,
+                )
+                for start in effects.starts
+            ]
+            messages.extend(KillJob(kill.job_id, kill.attempt, kill.outcome) for kill in effects.kills)
+            if turn.acks:
+                messages.append(Ack(turn.acks))
             try:
-                for start in effects.starts:  # in dispatch order (UPDATE ... RETURNING has none)
-                    record = records[start.job_id]
-                    supervisor.channel.send(
-                        RunJob(
-                            start.job_id,
-                            start.attempt,
-                            record["type"],
-                            _json_decode(record["payload"]),
-                            start.timeout_seconds,
-                            start.memory_mb,
-                        )
-                    )
-                for kill in effects.kills:
-                    supervisor.channel.send(KillJob(kill.job_id, kill.attempt, kill.outcome))
-                if turn.acks:
-                    supervisor.channel.send(Ack(turn.acks))
+                supervisor.channel.send_all(messages)  # one write: a system call per turn, not per job
             except ChannelClosed:
                 # The Hello of its next connection reconciles what it did not receive.
                 log.warning("supervisor link closed while dispatching")
-        for client, reply in turn.replies:
-            with contextlib.suppress(ChannelClosed):
-                client.channel.send(reply)
+        self._reply(turn.replies)
         if turn.events:
             published = Events(turn.events)
             for api in list(self.api_clients):

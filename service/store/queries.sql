@@ -61,17 +61,13 @@ FROM jobs j
 WHERE j.job_id = $1;
 
 -- name: list_jobs
--- Keyset pagination, newest first. The API pool plans every execution for its actual parameters
--- (plan_cache_mode = force_custom_plan), so a NULL filter folds away and the matching
--- (status|type|priority, seq) index is used.
+-- Keyset pagination, newest first. {where} and {limit} are filled in by gateway.list_jobs with fixed
+-- condition fragments and parameter numbers (never values): one statement text per filter combination.
 SELECT j.*, '[]'::jsonb AS attempts
 FROM jobs j
-WHERE ($1::job_status IS NULL OR j.status = $1::job_status)
-  AND ($2::text IS NULL OR j.type = $2::text)
-  AND ($3::job_priority IS NULL OR j.priority = $3::job_priority)
-  AND ($4::bigint IS NULL OR j.seq < $4::bigint)
+WHERE {where}
 ORDER BY j.seq DESC
-LIMIT $5;
+LIMIT {limit};
 
 -- name: get_logs
 SELECT id, extract(epoch FROM at)::float8 AS at, attempt, level, event, message, data::text AS data
@@ -86,10 +82,11 @@ SELECT status::text AS status, count(*) AS n FROM jobs GROUP BY status;
 -- name: load_live_jobs
 -- Every job that is not terminal and was created since $1 (epoch seconds; 0 for all): the scheduler's
 -- whole state at start-up, and the sweep that catches a submission whose notice was lost (the API
--- committed while the scheduler restarted, or died between commit and notice). Uses jobs_live_idx.
+-- committed while the scheduler restarted, or died between commit and notice). `live` is
+-- `finished_at IS NULL`, the predicate of jobs_live_idx.
 SELECT *
 FROM scheduler_jobs
-WHERE status IN ('blocked', 'pending', 'scheduled', 'running') AND created_at >= $1
+WHERE live AND created_at >= $1
 ORDER BY seq;
 
 -- name: job_statuses
@@ -112,7 +109,7 @@ ORDER BY seq;
 
 -- name: running_resources
 SELECT coalesce(sum(cpu_units), 0)::int AS cpu_units, coalesce(sum(memory_mb), 0)::bigint AS memory_mb
-FROM jobs WHERE status = 'running';
+FROM jobs WHERE finished_at IS NULL AND status = 'running';
 
 -- name: try_scheduler_lock
 -- Ownership of scheduling for this database: a session advisory lock, released by PostgreSQL itself
