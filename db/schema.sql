@@ -53,6 +53,24 @@ CREATE TYPE public.job_status AS ENUM (
 );
 
 
+--
+-- Name: submission_log_lines(text, public.job_status, text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.submission_log_lines(text, public.job_status, text, timestamp with time zone) RETURNS TABLE(job_id text, at timestamp with time zone, level text, event text, message text, n integer)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $_$
+    -- $1 job_id, $2 status as committed, $3 its error (upstream_failed), $4 created_at
+    SELECT $1, $4, 'info', 'submitted', 'submitted as ' || $2::text, 1
+    UNION ALL
+    SELECT $1, $4, 'error', 'upstream_failed', 'upstream_failed: ' || $3, 2
+    WHERE $2 = 'upstream_failed'
+    UNION ALL
+    SELECT $1, $4, 'info', $2::text, $2::text || ' at submission', 2
+    WHERE $2 IN ('blocked', 'scheduled')
+$_$;
+
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;

@@ -36,7 +36,24 @@ SELECT job_id, type, seq, priority, status, cpu_units, memory_mb, depends_on,
        finished_at IS NULL AS live
 FROM jobs;
 
+-- 4. A job's submission log lines, derived from its row: the submit statements write them in SQL from
+--    the rows they insert, instead of sending a second copy of every id over the wire.
+CREATE FUNCTION submission_log_lines(text, job_status, text, timestamptz)
+RETURNS TABLE (job_id text, at timestamptz, level text, event text, message text, n int)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    -- $1 job_id, $2 status as committed, $3 its error (upstream_failed), $4 created_at
+    SELECT $1, $4, 'info', 'submitted', 'submitted as ' || $2::text, 1
+    UNION ALL
+    SELECT $1, $4, 'error', 'upstream_failed', 'upstream_failed: ' || $3, 2
+    WHERE $2 = 'upstream_failed'
+    UNION ALL
+    SELECT $1, $4, 'info', $2::text, $2::text || ' at submission', 2
+    WHERE $2 IN ('blocked', 'scheduled')
+$$;
+
 -- migrate:down
+DROP FUNCTION submission_log_lines(text, job_status, text, timestamptz);
 DROP VIEW scheduler_jobs;
 CREATE VIEW scheduler_jobs AS
 SELECT job_id, type, seq, priority, status, cpu_units, memory_mb, depends_on,

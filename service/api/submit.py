@@ -14,9 +14,9 @@ import functools
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -28,7 +28,7 @@ from service.model import Status
 from service.protocol import NewJob, Submitted
 from service.store import gateway
 from service.store.errors import DatabaseUnavailable, classify_db_error
-from service.store.gateway import JobRow, LogRow
+from service.store.gateway import JobRow
 from service.telemetry import Telemetry
 
 log = logging.getLogger("taskq.api.submit")
@@ -130,9 +130,9 @@ class SubmitBatcher:
             item.digest = request_hash(item.submission, item.job_id)
         try:
             created = await self._commit(group, atomic=True, bulk=True)
-        except asyncpg.UniqueViolationError:
-            # One of its ids was committed by someone else between our check and the COPY (rolled back):
-            # the INSERT path turns such ids into replays or conflicts.
+        except gateway.DuplicateJobId:
+            # One of its ids exists already (a replayed batch, or a rival committed it meanwhile); the COPY
+            # was rolled back. The INSERT path turns such ids into replays or conflicts.
             created = await self._commit(group, atomic=True)
         if created:
             await self._notify(created)
@@ -143,76 +143,75 @@ class SubmitBatcher:
     ) -> list[tuple[_Pending, NewJob]]:
         """One transaction for the whole group. Resolves the futures of replays and rejects; the created
         ones are resolved by `_notify`. `atomic`: any reject raises and rolls the whole group back.
-        `bulk`: write a large group with COPY (may raise UniqueViolationError, see `submit_batch`)."""
-        ids = {item.job_id for item in group}
+        `bulk`: write a large group with COPY (raises DuplicateJobId if an id exists, see `submit_batch`).
+
+        Existing ids are not looked up first: an insert skips them (ON CONFLICT) and they are read back as
+        replays afterwards, so the common case (new ids, no dependencies) is one statement in autocommit."""
         deps = {dep for item in group for dep in item.submission.depends_on}
-        batch_ids = ids if atomic else set()
-        now = time.time()
+        batch_ids = {item.job_id for item in group} if atomic else set()
         started = time.perf_counter()
-        async with self.pool.acquire() as conn, conn.transaction():
-            known = {r["job_id"]: r for r in await gateway.find_jobs(conn, sorted(ids | deps))}
-            rows: list[JobRow] = []
-            chosen: list[_Pending] = []
-            in_group: dict[str, _Pending] = {}
-            for item in group:
-                if item.job_id in known or item.job_id in in_group:
-                    continue  # resolved as a replay below
-                missing = [
-                    d for d in item.submission.depends_on if d not in known and d not in in_group and d not in batch_ids
-                ]
-                if missing:
-                    field = f"{item.field_prefix}depends_on"
-                    error = DependencyNotFound(
-                        f"{field}: unknown job(s) {', '.join(missing)}",
-                        errors=[{"field": field, "message": f"unknown job(s): {', '.join(missing)}"}],
-                    )
-                    if atomic:
-                        raise error
-                    item.future.set_exception(error)
-                    continue
-                in_group[item.job_id] = item
-                status, error_text = _initial_status(item.submission, known, now)
-                item.error = error_text
-                rows.append(_row(item, status, error_text, self.default_timeout))
-                chosen.append(item)
-            copy = bulk and len(rows) >= COPY_THRESHOLD
-            inserted: dict[str, Any] = {}  # job_id -> its seq and created_at (a record or a dict)
-            if copy:
-                seqs, created_at = await gateway.reserve_seqs(conn, len(rows))
-                await gateway.copy_jobs(conn, rows, seqs, created_at)
-                at = created_at.timestamp()
-                inserted = {row.job_id: {"seq": seq, "created_at": at} for row, seq in zip(rows, seqs, strict=True)}
-            elif rows:
-                inserted = {r["job_id"]: r for r in await gateway.insert_jobs(conn, rows)}
-            created = [(item, row) for item, row in zip(chosen, rows, strict=True) if item.job_id in inserted]
-            await gateway.insert_edges(
-                conn, [(item.job_id, dep) for item, _ in created for dep in item.submission.depends_on]
-            )
-            logs = [log_row for item, row in created for log_row in _submit_logs(row, now)]
-            await (gateway.copy_logs(conn, logs) if copy else gateway.insert_logs(conn, logs))
-            # Replays: identical body -> the existing job; different body -> conflict.
-            replays = [item for item in group if not item.future.done() and item.job_id not in inserted]
-            if replays:
-                existing = {r["job_id"]: r for r in await gateway.find_jobs(conn, [i.job_id for i in replays])}
-                for item in replays:
-                    record = existing.get(item.job_id)
-                    original = record["request_hash"] if record is not None else in_group[item.job_id].digest
-                    if original != item.digest:
-                        conflict = IdempotencyConflict(
-                            f"job {item.job_id} already exists with a different body; "
-                            "use a new job_id or resend the original body"
+        async with self.pool.acquire() as conn:
+            # A transaction only where several statements must commit together.
+            transaction = conn.transaction() if deps or atomic else contextlib.nullcontext()
+            async with transaction:
+                known = await gateway.find_jobs(conn, sorted(deps)) if deps else {}
+                rows: list[JobRow] = []
+                chosen: list[_Pending] = []
+                in_group: dict[str, _Pending] = {}
+                now = time.time()
+                for item in group:
+                    if item.job_id in in_group:
+                        continue  # resolved as a replay below
+                    missing = [
+                        d
+                        for d in item.submission.depends_on
+                        if d not in known and d not in in_group and d not in batch_ids
+                    ]
+                    if missing:
+                        field = f"{item.field_prefix}depends_on"
+                        error = DependencyNotFound(
+                            f"{field}: unknown job(s) {', '.join(missing)}",
+                            errors=[{"field": field, "message": f"unknown job(s): {', '.join(missing)}"}],
                         )
                         if atomic:
-                            raise conflict
-                        item.future.set_exception(conflict)
-                    else:
-                        item.future.set_result(Accepted(item.job_id, created=False))
+                            raise error
+                        item.future.set_exception(error)
+                        continue
+                    in_group[item.job_id] = item
+                    status, error_text = initial_status(item.submission, known, now)
+                    item.error = error_text
+                    rows.append(_row(item, status, error_text, self.default_timeout))
+                    chosen.append(item)
+                inserted: dict[str, gateway.InsertedJob] = {}
+                if bulk and len(rows) >= COPY_THRESHOLD:
+                    seqs, created_at = await gateway.reserve_seqs(conn, len(rows))
+                    inserted = {job.job_id: job for job in await gateway.copy_jobs(conn, rows, seqs, created_at)}
+                elif rows:
+                    inserted = {job.job_id: job for job in await gateway.insert_jobs(conn, rows)}
+                created = [(item, row) for item, row in zip(chosen, rows, strict=True) if item.job_id in inserted]
+                edges = [(item.job_id, dep) for item, _ in created for dep in item.submission.depends_on]
+                if edges:
+                    await gateway.insert_edges(conn, edges)
+                # Replays: identical body -> the existing job; different body -> conflict.
+                replays = [item for item in group if not item.future.done() and item.job_id not in inserted]
+                if replays:
+                    existing = await gateway.find_jobs(conn, [i.job_id for i in replays])
+                    for item in replays:
+                        record = existing.get(item.job_id)
+                        original = record.request_hash if record is not None else in_group[item.job_id].digest
+                        if original != item.digest:
+                            conflict = IdempotencyConflict(
+                                f"job {item.job_id} already exists with a different body; "
+                                "use a new job_id or resend the original body"
+                            )
+                            if atomic:
+                                raise conflict
+                            item.future.set_exception(conflict)
+                        else:
+                            item.future.set_result(Accepted(item.job_id, created=False))
         self.telemetry.record("taskq_submit_commit_duration", time.perf_counter() - started)
         return [
-            (
-                item,
-                _new_job(item, row, inserted[item.job_id]["seq"], inserted[item.job_id]["created_at"]),
-            )
+            (item, _new_job(item, row, inserted[item.job_id].seq, inserted[item.job_id].created_at))
             for item, row in created
         ]
 
@@ -242,14 +241,14 @@ class SubmitBatcher:
                 )
 
 
-def _initial_status(
-    submission: JobSubmission, known: dict[str, asyncpg.Record], now: float
+def initial_status(
+    submission: JobSubmission, known: Mapping[str, gateway.ExistingJob], now: float
 ) -> tuple[Status, str | None]:
     """Best knowledge at commit time; the scheduler corrects it if a dependency finishes meanwhile."""
     waiting = False
     for dep in submission.depends_on:
         if dep in known:
-            status = known[dep]["status"]
+            status = known[dep].status
             if status in _FAILED:
                 return Status.UPSTREAM_FAILED, f"dependency {dep} {status}"
             waiting = waiting or status != Status.SUCCEEDED.value
@@ -305,15 +304,6 @@ def _new_job(item: _Pending, row: JobRow, seq: int, created_at: float) -> NewJob
         timeout_seconds=row.timeout_seconds,
         retry=s.retry_config.policy(),
     )
-
-
-def _submit_logs(row: JobRow, now: float) -> list[LogRow]:
-    lines = [LogRow(row.job_id, None, now, "info", "submitted", f"submitted as {row.status}")]
-    if row.status == Status.UPSTREAM_FAILED.value:
-        lines.append(LogRow(row.job_id, None, now, "error", "upstream_failed", f"upstream_failed: {row.error}"))
-    elif row.status in (Status.BLOCKED.value, Status.SCHEDULED.value):
-        lines.append(LogRow(row.job_id, None, now, "info", row.status, f"{row.status} at submission"))
-    return lines
 
 
 def timestamp(value: datetime | float | None) -> str | None:

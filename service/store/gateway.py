@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +40,13 @@ def json_text(value: Any) -> str | None:
 async def connect_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """A pool whose connections speak jsonb as text; raises the store's typed errors.
 
-    Every statement is planned once per connection (asyncpg prepares and caches it) and then runs on
-    that generic plan. In the default `auto` mode PostgreSQL re-planned the bulk statements on every
-    execution, because a custom plan sees the real lengths of their array parameters: measured, that
-    was about a fifth of a scheduler turn's statement. No statement here needs a custom plan: the list
-    query is built per combination of filters (`list_jobs`) instead of folding NULL filters away."""
-
-    async def init(conn: asyncpg.Connection) -> None:
-        await conn.execute("SET plan_cache_mode = force_generic_plan")
-
+    Plans are PostgreSQL's default choice (`plan_cache_mode = auto`). Forcing generic plans saved about
+    0.16 ms per scheduler turn, but a generic plan made while a table is still empty (a fresh database)
+    scans it sequentially until the next ANALYZE: measured, the submit path's id lookup then grew
+    linearly with the table. The list query is built per combination of filters (`list_jobs`) rather than
+    relying on custom plans to fold NULL filters away."""
     try:
-        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=init)
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
     except Exception as exc:
         raise classify_db_error(exc) from exc
     assert pool is not None
@@ -60,8 +56,27 @@ async def connect_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> as
 # ----------------------------------------------------------------------------------------------- submit path
 
 
-async def find_jobs(db: Executor, job_ids: Sequence[str]) -> list[asyncpg.Record]:
-    return list(await db.fetch(Q["find_jobs"], list(job_ids)))
+class ExistingJob(msgspec.Struct, frozen=True, gc=False):
+    """What the submit path needs of a job that exists already: a dependency's status, a replay's hash."""
+
+    job_id: str
+    status: str
+    request_hash: bytes
+
+
+class InsertedJob(msgspec.Struct, frozen=True, gc=False):
+    job_id: str
+    seq: int
+    created_at: float  # epoch seconds: the inserting transaction's now()
+
+
+class DuplicateJobId(Exception):
+    """A bulk COPY met a job_id committed meanwhile by someone else; nothing of it was written."""
+
+
+async def find_jobs(db: Executor, job_ids: Sequence[str]) -> dict[str, ExistingJob]:
+    records = await db.fetch(Q["find_jobs"], list(job_ids))
+    return {r["job_id"]: ExistingJob(r["job_id"], r["status"], r["request_hash"]) for r in records}
 
 
 class JobRow(msgspec.Struct, gc=False):
@@ -89,9 +104,11 @@ class JobRow(msgspec.Struct, gc=False):
 _JOB_ROW_FIELDS = JobRow.__struct_fields__
 
 
-async def insert_jobs(db: Executor, rows: Sequence[JobRow]) -> list[asyncpg.Record]:
+async def insert_jobs(db: Executor, rows: Sequence[JobRow]) -> list[InsertedJob]:
+    """New jobs and their submission log lines; ids that exist already are skipped (not returned)."""
     columns = [[getattr(row, name) for row in rows] for name in _JOB_ROW_FIELDS]
-    return list(await db.fetch(Q["insert_jobs"], *columns))
+    records = await db.fetch(Q["insert_jobs"], *columns)
+    return [InsertedJob(r["job_id"], r["seq"], r["created_at"]) for r in records]
 
 
 # Bulk path: COPY instead of INSERT ... unnest. A large batch whose ids were just checked as new is
@@ -105,7 +122,6 @@ _COPY_JOB_COLUMNS = (
     "jitter", "run_at", "next_run_at", "ready_at", "finished_at", "error", "request_hash", "created_at",
     "updated_at",
 )  # fmt: skip
-_COPY_LOG_COLUMNS = ("job_id", "attempt", "at", "level", "event", "message", "data")
 
 
 async def reserve_seqs(db: Executor, n: int) -> tuple[list[int], datetime]:
@@ -113,8 +129,9 @@ async def reserve_seqs(db: Executor, n: int) -> tuple[list[int], datetime]:
     return [r["seq"] for r in records], records[0]["now"]
 
 
-async def copy_jobs(db: Connection, rows: Sequence[JobRow], seqs: Sequence[int], now: datetime) -> None:
-    """New jobs with the given seqs, created `now`: the same columns `insert_jobs` derives in SQL."""
+async def copy_jobs(db: Connection, rows: Sequence[JobRow], seqs: Sequence[int], now: datetime) -> list[InsertedJob]:
+    """New jobs with the given seqs, created `now`, and their submission log lines: what `insert_jobs`
+    writes. Raises DuplicateJobId (and the transaction must be rolled back) if an id exists already."""
     records = [
         (
             r.job_id,
@@ -143,7 +160,13 @@ async def copy_jobs(db: Connection, rows: Sequence[JobRow], seqs: Sequence[int],
         )
         for r, seq in zip(rows, seqs, strict=True)
     ]
-    await db.copy_records_to_table("jobs", records=records, columns=_COPY_JOB_COLUMNS)
+    try:
+        await db.copy_records_to_table("jobs", records=records, columns=_COPY_JOB_COLUMNS)
+    except asyncpg.UniqueViolationError as exc:
+        raise DuplicateJobId(str(exc)) from exc
+    await db.execute(Q["insert_copied_logs"], list(seqs))
+    at = now.timestamp()
+    return [InsertedJob(r.job_id, seq, at) for r, seq in zip(rows, seqs, strict=True)]
 
 
 _depends_on = msgspec.json.Decoder(list[str])
@@ -163,37 +186,6 @@ class LogRow(msgspec.Struct, gc=False):
     event: str
     message: str
     data: str | None = None  # JSON text
-
-
-async def copy_logs(db: Connection, rows: Sequence[LogRow]) -> None:
-    times: dict[float, datetime] = {}  # the lines of one batch share a few timestamps: convert each once
-    records = [
-        (
-            r.job_id,
-            r.attempt,
-            times.get(r.at) or times.setdefault(r.at, datetime.fromtimestamp(r.at, UTC)),
-            r.level,
-            r.event,
-            r.message,
-            r.data,
-        )
-        for r in rows
-    ]
-    await db.copy_records_to_table("job_logs", records=records, columns=_COPY_LOG_COLUMNS)
-
-
-async def insert_logs(db: Executor, rows: Sequence[LogRow]) -> None:
-    if rows:
-        await db.execute(
-            Q["insert_logs"],
-            [r.job_id for r in rows],
-            [r.attempt for r in rows],
-            [r.at for r in rows],
-            [r.level for r in rows],
-            [r.event for r in rows],
-            [r.message for r in rows],
-            [r.data for r in rows],
-        )
 
 
 # ------------------------------------------------------------------------------------------------ read path
@@ -238,9 +230,7 @@ async def list_jobs(
     if before_seq is not None:
         where("j.seq < {}::bigint", before_seq)
     args.append(limit)
-    query = Q["list_jobs"].format(
-        where=" AND ".join(conditions) if conditions else "true", limit=f"${len(args)}"
-    )
+    query = Q["list_jobs"].format(where=" AND ".join(conditions) if conditions else "true", limit=f"${len(args)}")
     return list(await db.fetch(query, *args))
 
 

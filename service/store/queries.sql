@@ -8,32 +8,53 @@ FROM jobs
 WHERE job_id = ANY($1::text[]);
 
 -- name: insert_jobs
-INSERT INTO jobs (
-    job_id, type, priority, status, payload, cpu_units, memory_mb, depends_on, timeout_seconds,
-    max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
-    run_at, next_run_at, ready_at, finished_at, error, request_hash, created_at, updated_at
+-- New jobs and their submission log lines in one statement: with no dependency to check, a group
+-- commit is this statement alone, in autocommit (one round trip, one commit). Ids that exist already
+-- are skipped (ON CONFLICT) and come back as replays.
+WITH ins AS (
+    INSERT INTO jobs (
+        job_id, type, priority, status, payload, cpu_units, memory_mb, depends_on, timeout_seconds,
+        max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
+        run_at, next_run_at, ready_at, finished_at, error, request_hash, created_at, updated_at
+    )
+    SELECT j.job_id, j.type, j.priority::job_priority, j.status::job_status, j.payload::jsonb,
+           j.cpu_units, j.memory_mb,
+           -- most jobs have no dependencies: skip the per-row subquery for them
+           CASE WHEN j.depends_on = '[]' THEN '{}'::text[]
+                ELSE ARRAY(SELECT jsonb_array_elements_text(j.depends_on::jsonb)) END,
+           j.timeout_seconds, j.max_attempts, j.backoff_multiplier, j.initial_delay_seconds,
+           j.max_delay_seconds, j.jitter, j.run_at,
+           CASE WHEN j.status = 'scheduled' THEN j.run_at END,
+           CASE WHEN j.status = 'pending' THEN now() END,
+           CASE WHEN j.status = 'upstream_failed' THEN now() END,
+           j.error, j.request_hash, now(), now()
+    FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[],
+        $9::float8[], $10::int[], $11::float8[], $12::float8[], $13::float8[], $14::float8[],
+        $15::timestamptz[], $16::text[], $17::bytea[]
+    ) WITH ORDINALITY AS j(job_id, type, priority, status, payload, cpu_units, memory_mb, depends_on,
+           timeout_seconds, max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
+           run_at, error, request_hash, ord)
+    ORDER BY j.ord
+    ON CONFLICT (job_id) DO NOTHING
+    RETURNING job_id, seq, status, error, created_at
+),
+logged AS (
+    INSERT INTO job_logs (job_id, attempt, at, level, event, message)
+    SELECT l.job_id, NULL, l.at, l.level, l.event, l.message
+    FROM ins, LATERAL submission_log_lines(ins.job_id, ins.status, ins.error, ins.created_at) AS l
+    ORDER BY ins.seq, l.n
+    RETURNING 1
 )
-SELECT j.job_id, j.type, j.priority::job_priority, j.status::job_status, j.payload::jsonb,
-       j.cpu_units, j.memory_mb,
-       -- most jobs have no dependencies: skip the per-row subquery for them
-       CASE WHEN j.depends_on = '[]' THEN '{}'::text[]
-            ELSE ARRAY(SELECT jsonb_array_elements_text(j.depends_on::jsonb)) END,
-       j.timeout_seconds, j.max_attempts, j.backoff_multiplier, j.initial_delay_seconds,
-       j.max_delay_seconds, j.jitter, j.run_at,
-       CASE WHEN j.status = 'scheduled' THEN j.run_at END,
-       CASE WHEN j.status = 'pending' THEN now() END,
-       CASE WHEN j.status = 'upstream_failed' THEN now() END,
-       j.error, j.request_hash, now(), now()
-FROM unnest(
-    $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[],
-    $9::float8[], $10::int[], $11::float8[], $12::float8[], $13::float8[], $14::float8[],
-    $15::timestamptz[], $16::text[], $17::bytea[]
-) WITH ORDINALITY AS j(job_id, type, priority, status, payload, cpu_units, memory_mb, depends_on,
-       timeout_seconds, max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
-       run_at, error, request_hash, ord)
-ORDER BY j.ord
-ON CONFLICT (job_id) DO NOTHING
-RETURNING job_id, seq, extract(epoch FROM created_at)::float8 AS created_at;
+SELECT job_id, seq, extract(epoch FROM created_at)::float8 AS created_at FROM ins;
+
+-- name: insert_copied_logs
+-- The submission log lines of jobs just written by COPY (their seqs), in seq order.
+INSERT INTO job_logs (job_id, attempt, at, level, event, message)
+SELECT l.job_id, NULL, l.at, l.level, l.event, l.message
+FROM jobs j, LATERAL submission_log_lines(j.job_id, j.status, j.error, j.created_at) AS l
+WHERE j.seq = ANY($1::bigint[])
+ORDER BY j.seq, l.n;
 
 -- name: reserve_seqs
 -- Sequence numbers for a bulk COPY of $1 jobs (in order), and the transaction's time for their created_at.
@@ -43,12 +64,6 @@ SELECT nextval('jobs_seq_seq') AS seq, now() AS now FROM generate_series(1, $1::
 INSERT INTO job_dependencies (job_id, depends_on)
 SELECT * FROM unnest($1::text[], $2::text[])
 ON CONFLICT DO NOTHING;
-
--- name: insert_logs
-INSERT INTO job_logs (job_id, attempt, at, level, event, message, data)
-SELECT l.job_id, l.attempt, to_timestamp(l.at), l.level, l.event, l.message, l.data::jsonb
-FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[], $5::text[], $6::text[], $7::text[])
-     AS l(job_id, attempt, at, level, event, message, data);
 
 -- name: get_job
 SELECT j.*, (
