@@ -71,6 +71,7 @@ SWEEP_MARGIN_SECONDS = 60.0
 # ends within this window then costs one turn fewer (one statement, one commit).
 DEFER_SECONDS = 0.05
 DEFER_MAX_LINES = 5000
+EVENT_COPY_THRESHOLD = 256  # from this many events in a turn, they are written with COPY
 _PRIORITY_NAMES = {p.level: p.value for p in Priority}
 
 _json_decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -528,9 +529,16 @@ class SchedulerActor:
         opened = [(s.job_id, s.attempt, s.at) for s in effects.starts]
         commit_started = time.perf_counter()
         async with self.pool.acquire() as conn:
-            starts = await gateway.apply_turn(
-                conn, list(attempts.values()), opened, list(jobs.values()), logs, turn.events
-            )
+            if len(turn.events) < EVENT_COPY_THRESHOLD:
+                starts = await gateway.apply_turn(
+                    conn, list(attempts.values()), opened, list(jobs.values()), logs, turn.events
+                )
+            else:  # a batch's worth of events: COPY them, in the same transaction
+                async with conn.transaction():
+                    starts = await gateway.apply_turn(
+                        conn, list(attempts.values()), opened, list(jobs.values()), logs, []
+                    )
+                    await gateway.copy_events(conn, turn.events)
         self.telemetry.record("taskq_scheduler_commit_duration", time.perf_counter() - commit_started)
         if self.event_seq - self.pruned_up_to > 2 * EVENT_WINDOW and self.pruning is None:
             # Deleting a window's worth of rows takes a while: on the pool's other connection, off the turn.

@@ -174,6 +174,7 @@ class SchedulerCore:
         self.recently_finished: OrderedDict[str, Status] = OrderedDict()
         # Live jobs by (status, priority level), kept as they change: metrics read it in O(1).
         self.depth: Counter[tuple[Status, int]] = Counter()
+        self._status_depth: Counter[Status] = Counter()  # the same, summed over priorities
         # (ready_at, seq, job_id) of pending jobs, lazily cleaned: the oldest waiting job for metrics.
         self._pending_since: list[tuple[float, int, str]] = []
         self._rng = rng or random.Random()
@@ -339,7 +340,7 @@ class SchedulerCore:
             elif dep_status.get(dep) != Status.SUCCEEDED:
                 failed_dep, failed_status = dep, dep_status.get(dep, "missing")
         self.jobs[job.job_id] = job
-        self.depth[(job.status, job.level)] += 1
+        self._count(job, job.status, +1)
         for child_id in self._awaiting_parent.pop(job.job_id, ()):
             job.add_child(child_id)
         if failed_dep is not None:
@@ -370,7 +371,7 @@ class SchedulerCore:
                 started_at=started_at if started_at is not None else now,
             )
             self.jobs[job.job_id] = job
-            self.depth[(job.status, job.level)] += 1
+            self._count(job, job.status, +1)
             self.running[job.job_id] = job
             self.used = self.used + job.need
             self._queue_changed = True
@@ -487,7 +488,7 @@ class SchedulerCore:
             charged=0,
         )
         self.jobs[job_id] = job
-        self.depth[(job.status, job.level)] += 1
+        self._count(job, job.status, +1)
         self.recently_finished.pop(job_id, None)
         self._make_pending(job, now, now, charged=0, data={"redriven": True})
         for item in _parents_first([i for i in items if i.job.job_id != job_id]):
@@ -658,11 +659,15 @@ class SchedulerCore:
         return kept
 
     def depth_of(self, status: Status) -> int:
-        return sum(n for (s, _), n in self.depth.items() if s is status)
+        return self._status_depth[status]
+
+    def _count(self, job: Job, status: Status, delta: int) -> None:
+        self.depth[(status, job.level)] += delta
+        self._status_depth[status] += delta
 
     def _set_status(self, job: Job, status: Status) -> None:
-        self.depth[(job.status, job.level)] -= 1
-        self.depth[(status, job.level)] += 1
+        self._count(job, job.status, -1)
+        self._count(job, status, +1)
         job.status = status
 
     def _transition(self, job: Job, status: Status, now: float, event: str, **extra: Any) -> None:
@@ -716,7 +721,7 @@ class SchedulerCore:
 
     def _end(self, job: Job, status: Status, now: float, event: str, **extra: Any) -> None:
         self._leave_waiting(job)
-        self.depth[(job.status, job.level)] -= 1
+        self._count(job, job.status, -1)
         job.status = status
         del self.jobs[job.job_id]
         # Remembered for a while: a child submitted as its parent finishes must see how it ended,
