@@ -359,7 +359,12 @@ class SchedulerActor:
                         LogRow(job_id, attempt, at, "info", "started", f"attempt {attempt} started on pid {pid}")
                     )
             case HandlerLog():
-                self._defer(LogRow(message.job_id, message.attempt, message.at, message.level, "log", message.message))
+                line = LogRow(message.job_id, message.attempt, message.at, message.level, "log", message.message)
+                running = self.core.running.get(message.job_id)
+                if running is not None and running.attempt == message.attempt:
+                    self._defer(line)
+                else:  # the last lines of an attempt that has ended: whoever sees it ended expects them
+                    turn.logs.append(line)
             case CancelRequest(request_id=request_id, job_id=job_id):
                 verdict = self.core.cancel(job_id, now)
                 turn.replies.append((client, Reply(request_id, cancel=verdict)))
