@@ -84,13 +84,13 @@ class SchedulerLink:
             self._connected.set()
             try:
                 while True:
-                    message = await channel.receive()
-                    if isinstance(message, Events):
-                        self.on_events(message.events)
-                        continue
-                    future = self._waiting.get(message.request_id)
-                    if future is not None and not future.done():
-                        future.set_result(message)
+                    for message in await channel.receive_many():
+                        if isinstance(message, Events):
+                            self.on_events(message.events)
+                            continue
+                        future = self._waiting.get(message.request_id)
+                        if future is not None and not future.done():
+                            future.set_result(message)
             except ChannelClosed:
                 log.warning("scheduler link lost; reconnecting")
             finally:

@@ -239,8 +239,8 @@ class SchedulerActor:
         client = Client(AsyncChannel(reader, writer, ToScheduler))
         try:
             while True:
-                message = await client.channel.receive()
-                await self.inbox.put((client, message))
+                for message in await client.channel.receive_many():
+                    self.inbox.put_nowait((client, message))
         except ChannelClosed:
             await self.inbox.put((client, Disconnected()))
         except msgspec.DecodeError:

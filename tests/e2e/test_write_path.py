@@ -26,9 +26,7 @@ def test_a_submit_answered_before_the_scheduler_commits_is_never_lost_nor_run_tw
     os.kill(scheduler, signal.SIGKILL)
     wait_until(lambda: service.actor_pids().get("scheduler") not in (None, scheduler), what="a new scheduler")
     # The new scheduler answers once it has rebuilt and the API has reconnected to it.
-    wait_until(
-        lambda: service.http.patch(f"/jobs/{blocker['job_id']}/cancel").status_code == 200, what="the cancel"
-    )
+    wait_until(lambda: service.http.patch(f"/jobs/{blocker['job_id']}/cancel").status_code == 200, what="the cancel")
     for answer in answers:
         done = service.wait_status(answer["job_id"], "succeeded", timeout=30)
         assert [a["outcome"] for a in done["attempts"]] == ["succeeded"]

@@ -247,3 +247,55 @@ def test_async_channel_refuses_to_send_once_closed() -> None:
             await close_stream(peer[1])
 
     asyncio.run(scenario())
+
+
+def test_receive_many_returns_each_burst_of_frames_in_order_and_send_all_writes_them_at_once() -> None:
+    big = big_run_job()  # larger than one read: its frame arrives over several reads
+
+    async def scenario() -> None:
+        left, right = socket.socketpair()
+        scheduler_streams = await open_stream(left)
+        supervisor_streams = await open_stream(right)
+        scheduler: AsyncChannel[SupervisorToScheduler] = AsyncChannel(*scheduler_streams, SupervisorToScheduler)
+        supervisor: AsyncChannel[SchedulerToSupervisor] = AsyncChannel(*supervisor_streams, SchedulerToSupervisor)
+        try:
+            scheduler.send_all([RUN, KILL, ACK, big, RUN])
+            drained = asyncio.create_task(scheduler.drain())
+            received: list[object] = []
+            while len(received) < 5:
+                burst = await supervisor.receive_many()
+                assert burst, "receive_many returns at least one message"
+                received += burst
+            await drained
+            assert received == [RUN, KILL, ACK, big, RUN]
+
+            supervisor.send_all([])  # nothing to write is no frame at all
+            supervisor.send(FINISHED)
+            await supervisor.drain()
+            assert await scheduler.receive_many() == [FINISHED]
+        finally:
+            await close_stream(scheduler_streams[1])
+            await close_stream(supervisor_streams[1])
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "partial", [b"", encode_frame(ACK)[:2], encode_frame(ACK)[:-1]], ids=["idle", "header", "body"]
+)
+def test_receive_many_raises_channel_closed_when_the_peer_closes(partial: bytes) -> None:
+    async def scenario() -> None:
+        left, right = socket.socketpair()
+        mine = await open_stream(left)
+        peer = await open_stream(right)
+        channel: AsyncChannel[SchedulerToSupervisor] = AsyncChannel(*mine, SchedulerToSupervisor)
+        try:
+            peer[1].write(partial)
+            await close_stream(peer[1])
+
+            with pytest.raises(ChannelClosed):
+                await channel.receive_many()
+        finally:
+            await close_stream(mine[1])
+
+    asyncio.run(scenario())
