@@ -183,6 +183,7 @@ CREATE TABLE public.jobs (
     result jsonb,
     request_hash bytea NOT NULL,
     attempts_charged integer DEFAULT 0 NOT NULL,
+    terminal_status public.job_status,
     CONSTRAINT finished_iff_terminal CHECK (((finished_at IS NOT NULL) = (status = ANY (ARRAY['succeeded'::public.job_status, 'failed'::public.job_status, 'cancelled'::public.job_status, 'upstream_failed'::public.job_status])))),
     CONSTRAINT jobs_attempt_count_check CHECK ((attempt_count >= 0)),
     CONSTRAINT jobs_attempts_charged_check CHECK ((attempts_charged >= 0)),
@@ -195,7 +196,8 @@ CREATE TABLE public.jobs (
     CONSTRAINT jobs_max_delay_seconds_check CHECK ((max_delay_seconds >= (0)::double precision)),
     CONSTRAINT jobs_memory_mb_check CHECK ((memory_mb >= 0)),
     CONSTRAINT jobs_timeout_seconds_check CHECK ((timeout_seconds > (0)::double precision)),
-    CONSTRAINT running_has_started CHECK (((status <> 'running'::public.job_status) OR (started_at IS NOT NULL)))
+    CONSTRAINT running_has_started CHECK (((status <> 'running'::public.job_status) OR (started_at IS NOT NULL))),
+    CONSTRAINT terminal_status_mirrors_status CHECK ((((finished_at IS NULL) AND (terminal_status IS NULL)) OR (terminal_status = status)))
 )
 WITH (fillfactor='80');
 
@@ -324,13 +326,6 @@ CREATE INDEX job_logs_job_id_idx ON public.job_logs USING btree (job_id, id);
 
 
 --
--- Name: jobs_finished_status_seq_idx; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX jobs_finished_status_seq_idx ON public.jobs USING btree (status, seq) WHERE (finished_at IS NOT NULL);
-
-
---
 -- Name: jobs_live_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -342,6 +337,13 @@ CREATE INDEX jobs_live_idx ON public.jobs USING btree (seq) WHERE (finished_at I
 --
 
 CREATE INDEX jobs_priority_seq_idx ON public.jobs USING btree (priority, seq);
+
+
+--
+-- Name: jobs_terminal_status_seq_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX jobs_terminal_status_seq_idx ON public.jobs USING btree (terminal_status, seq) WHERE (terminal_status IS NOT NULL);
 
 
 --

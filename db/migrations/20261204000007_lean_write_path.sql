@@ -9,15 +9,20 @@
 ALTER TABLE job_logs DROP CONSTRAINT job_logs_job_id_fkey;
 ALTER TABLE attempts DROP CONSTRAINT attempts_job_id_fkey;
 
--- 2. Status changes of a live job become HOT updates (no index entry written): no index may contain
---    `status`, not even in a partial index's predicate. The live set is "not finished" instead, which
---    the finished_iff_terminal constraint makes the same set; a job's finished_at changes once, at its
---    terminal transition (and back at a re-drive). Filters on a terminal status (the DLQ, listing
---    succeeded jobs) get a partial index of their own.
+-- 2. Status changes of a live job become HOT updates (no index entry written): no index may mention
+--    `status`, as a key or in a partial index's predicate (PostgreSQL counts both). The live set is "not
+--    finished" instead, which the finished_iff_terminal constraint makes the same set; a job's
+--    finished_at changes once, at its terminal transition (and back at a re-drive). Filters on a terminal
+--    status (the DLQ, listing succeeded jobs) use terminal_status, a copy of status written in that same
+--    terminal update (which is never HOT anyway, since finished_at changes).
+ALTER TABLE jobs ADD COLUMN terminal_status job_status;
+UPDATE jobs SET terminal_status = status WHERE finished_at IS NOT NULL;
+ALTER TABLE jobs ADD CONSTRAINT terminal_status_mirrors_status
+    CHECK ((finished_at IS NULL AND terminal_status IS NULL) OR terminal_status = status);
 DROP INDEX jobs_status_seq_idx;
 DROP INDEX jobs_live_idx;
 CREATE INDEX jobs_live_idx ON jobs (seq) WHERE finished_at IS NULL;
-CREATE INDEX jobs_finished_status_seq_idx ON jobs (status, seq) WHERE finished_at IS NOT NULL;
+CREATE INDEX jobs_terminal_status_seq_idx ON jobs (terminal_status, seq) WHERE terminal_status IS NOT NULL;
 
 -- 3. Room on each page for the new versions of its rows, so that the updates stay on the page (HOT).
 ALTER TABLE jobs SET (fillfactor = 80);
@@ -67,9 +72,11 @@ SELECT job_id, type, seq, priority, status, cpu_units, memory_mb, depends_on,
 FROM jobs;
 ALTER TABLE attempts RESET (fillfactor);
 ALTER TABLE jobs RESET (fillfactor);
-DROP INDEX jobs_finished_status_seq_idx;
+DROP INDEX jobs_terminal_status_seq_idx;
 DROP INDEX jobs_live_idx;
 CREATE INDEX jobs_live_idx ON jobs (seq) WHERE status IN ('blocked', 'pending', 'scheduled', 'running');
 CREATE INDEX jobs_status_seq_idx ON jobs (status, seq);
+ALTER TABLE jobs DROP CONSTRAINT terminal_status_mirrors_status;
+ALTER TABLE jobs DROP COLUMN terminal_status;
 ALTER TABLE attempts ADD CONSTRAINT attempts_job_id_fkey FOREIGN KEY (job_id) REFERENCES jobs (job_id) ON DELETE CASCADE;
 ALTER TABLE job_logs ADD CONSTRAINT job_logs_job_id_fkey FOREIGN KEY (job_id) REFERENCES jobs (job_id) ON DELETE CASCADE;

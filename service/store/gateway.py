@@ -119,8 +119,8 @@ async def insert_jobs(db: Executor, rows: Sequence[JobRow]) -> list[InsertedJob]
 _COPY_JOB_COLUMNS = (
     "job_id", "seq", "type", "priority", "status", "payload", "cpu_units", "memory_mb", "depends_on",
     "timeout_seconds", "max_attempts", "backoff_multiplier", "initial_delay_seconds", "max_delay_seconds",
-    "jitter", "run_at", "next_run_at", "ready_at", "finished_at", "error", "request_hash", "created_at",
-    "updated_at",
+    "jitter", "run_at", "next_run_at", "ready_at", "finished_at", "terminal_status", "error", "request_hash",
+    "created_at", "updated_at",
 )  # fmt: skip
 
 
@@ -153,6 +153,7 @@ async def copy_jobs(db: Connection, rows: Sequence[JobRow], seqs: Sequence[int],
             r.run_at if r.status == "scheduled" else None,
             now if r.status == "pending" else None,
             now if r.status == "upstream_failed" else None,
+            r.status if r.status == "upstream_failed" else None,
             r.error,
             r.request_hash,
             now,
@@ -209,7 +210,7 @@ async def list_jobs(
     limit: int,
 ) -> list[asyncpg.Record]:
     """Keyset pagination, newest first: one statement text per combination of the filters given, so
-    that each has a plan of its own with the matching index (jobs_finished_status_seq_idx, jobs_live_idx,
+    that each has a plan of its own with the matching index (jobs_terminal_status_seq_idx, jobs_live_idx,
     jobs_type_seq_idx or jobs_priority_seq_idx, each ending in seq)."""
     conditions: list[str] = []
     args: list[Any] = []
@@ -220,9 +221,11 @@ async def list_jobs(
 
     if status is not None:
         # No index holds status, so that a live job's status changes are HOT updates: a live status is
-        # found in the live set, a terminal one in the partial index of finished jobs.
-        finished = "IS NOT NULL" if status in _TERMINAL_STATUSES else "IS NULL"
-        where(f"j.finished_at {finished} AND j.status = {{}}::job_status", status)
+        # found in the live set, a terminal one through terminal_status (set once, when a job ends).
+        if status in _TERMINAL_STATUSES:
+            where("j.terminal_status = {}::job_status", status)
+        else:
+            where("j.finished_at IS NULL AND j.status = {}::job_status", status)
     if type is not None:
         where("j.type = {}::text", type)
     if priority is not None:

@@ -15,7 +15,7 @@ WITH ins AS (
     INSERT INTO jobs (
         job_id, type, priority, status, payload, cpu_units, memory_mb, depends_on, timeout_seconds,
         max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
-        run_at, next_run_at, ready_at, finished_at, error, request_hash, created_at, updated_at
+        run_at, next_run_at, ready_at, finished_at, terminal_status, error, request_hash, created_at, updated_at
     )
     SELECT j.job_id, j.type, j.priority::job_priority, j.status::job_status, j.payload::jsonb,
            j.cpu_units, j.memory_mb,
@@ -27,6 +27,7 @@ WITH ins AS (
            CASE WHEN j.status = 'scheduled' THEN j.run_at END,
            CASE WHEN j.status = 'pending' THEN now() END,
            CASE WHEN j.status = 'upstream_failed' THEN now() END,
+           CASE WHEN j.status = 'upstream_failed' THEN 'upstream_failed'::job_status END,
            j.error, j.request_hash, now(), now()
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[],
@@ -182,6 +183,8 @@ moved AS (
         updated_at = to_timestamp(s.at),
         finished_at = CASE WHEN s.status IN ('succeeded', 'failed', 'cancelled', 'upstream_failed')
                            THEN to_timestamp(s.at) END,
+        terminal_status = CASE WHEN s.status IN ('succeeded', 'failed', 'cancelled', 'upstream_failed')
+                               THEN s.status::job_status END,
         error = s.error,
         result = coalesce(s.result::jsonb, j.result),
         next_run_at = to_timestamp(s.next_run_at),
