@@ -6,6 +6,7 @@ These are the words of the API and of the database enums; keep the three in step
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -27,6 +28,32 @@ class Status(enum.StrEnum):
 
 
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.UPSTREAM_FAILED})
+_LIVE_VALUES = frozenset(s.value for s in Status if s not in TERMINAL)
+
+
+def first_status(
+    dependencies: Iterable[tuple[str, str | None]], run_at: float | None, now: float
+) -> tuple[Status, str | None]:
+    """A new job's first status: the one rule that the API applies when it commits a job and the
+    scheduler when it admits it (the scheduler may know more by then, and corrects the row).
+
+    `dependencies` pairs each dependency with its status as far as the caller knows it, or None when it
+    is not committed yet (an earlier job of the same batch); an unknown id is reported as such a word
+    (e.g. "missing"). The first dependency that ended without succeeding fails the job upstream, and
+    its status is in the error."""
+    waiting = False
+    for dep, status in dependencies:
+        if status is None or status in _LIVE_VALUES:
+            waiting = True
+        elif status != Status.SUCCEEDED.value:
+            return Status.UPSTREAM_FAILED, f"dependency {dep} {status}"
+    if waiting:
+        return Status.BLOCKED, None
+    if run_at is not None and run_at > now:
+        return Status.SCHEDULED, None
+    return Status.PENDING, None
+
+
 WAITING = frozenset({Status.BLOCKED, Status.PENDING, Status.SCHEDULED})
 
 

@@ -24,7 +24,7 @@ import msgspec
 from service.api.scheduler_link import SchedulerLink
 from service.api.schemas import JobSubmission, request_hash
 from service.errors import DependencyNotFound, IdempotencyConflict, ServiceUnavailable
-from service.model import Status
+from service.model import Status, first_status
 from service.protocol import NewJob, Submitted
 from service.store import gateway
 from service.store.errors import DatabaseUnavailable, classify_db_error
@@ -35,7 +35,6 @@ log = logging.getLogger("taskq.api.submit")
 
 MAX_GROUP = 5000
 COPY_THRESHOLD = 64  # a batch of at least this many new jobs is written with COPY (see gateway.copy_jobs)
-_FAILED = {Status.FAILED.value, Status.CANCELLED.value, Status.UPSTREAM_FAILED.value}
 
 
 @dataclass
@@ -244,21 +243,11 @@ class SubmitBatcher:
 def initial_status(
     submission: JobSubmission, known: Mapping[str, gateway.ExistingJob], now: float
 ) -> tuple[Status, str | None]:
-    """Best knowledge at commit time; the scheduler corrects it if a dependency finishes meanwhile."""
-    waiting = False
-    for dep in submission.depends_on:
-        if dep in known:
-            status = known[dep].status
-            if status in _FAILED:
-                return Status.UPSTREAM_FAILED, f"dependency {dep} {status}"
-            waiting = waiting or status != Status.SUCCEEDED.value
-        else:
-            waiting = True  # created in this same group or batch
-    if waiting:
-        return Status.BLOCKED, None
-    if submission.run_at is not None and submission.run_at.timestamp() > now:
-        return Status.SCHEDULED, None
-    return Status.PENDING, None
+    """Best knowledge at commit time; the scheduler corrects it if a dependency finishes meanwhile. A
+    dependency not in the database is one of this group's or batch's own jobs, committed with it."""
+    dependencies = [(dep, known[dep].status if dep in known else None) for dep in submission.depends_on]
+    run_at = submission.run_at.timestamp() if submission.run_at is not None else None
+    return first_status(dependencies, run_at, now)
 
 
 _payload_json = msgspec.json.Encoder()

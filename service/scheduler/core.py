@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from service.dag import parents_first
-from service.model import ZERO, Outcome, Resources, RetryPolicy, Status
+from service.model import ZERO, Outcome, Resources, RetryPolicy, Status, first_status
 from service.protocol import CancelVerdict, NewJob
 from service.scheduler.queue import ReadyQueue
 
@@ -323,31 +323,33 @@ class SchedulerCore:
             status=new.status,
             run_at=new.run_at,
         )
-        failed_dep: str | None = None
-        failed_status = ""
+        known: list[tuple[str, str | None]] = []  # each dependency with its status as known here
         for dep in new.depends_on:
             parent = self.jobs.get(dep)
             if parent is not None:
                 job.wait_for(dep)
                 parent.add_child(job.job_id)
+                known.append((dep, parent.status.value))
             elif (recent := self.recently_finished.get(dep)) is not None:
-                if recent is not Status.SUCCEEDED:
-                    failed_dep, failed_status = dep, recent.value
+                known.append((dep, recent.value))
             elif dep_status.get(dep) in _LIVE:
                 # Committed and live, but not admitted here yet (it is on its way): link when it arrives.
                 job.wait_for(dep)
                 self._awaiting_parent.setdefault(dep, []).append(job.job_id)
-            elif dep_status.get(dep) != Status.SUCCEEDED:
-                failed_dep, failed_status = dep, dep_status.get(dep, "missing")
+                known.append((dep, dep_status[dep]))
+            else:
+                known.append((dep, dep_status.get(dep, "missing")))
         self.jobs[job.job_id] = job
         self._count(job, job.status, +1)
         for child_id in self._awaiting_parent.pop(job.job_id, ()):
             job.add_child(child_id)
-        if failed_dep is not None:
-            self._fail_upstream(job, failed_dep, failed_status, now)
-        elif job.waiting_on:
+        status, error = first_status(known, new.run_at, now)
+        if status is Status.UPSTREAM_FAILED:
+            self._finish(job, Status.UPSTREAM_FAILED, now, "upstream_failed", error=error)
+        elif status is Status.BLOCKED:
             self._set(job, Status.BLOCKED, now, "blocked")
-        elif new.run_at is not None and new.run_at > now:
+        elif status is Status.SCHEDULED:
+            assert new.run_at is not None
             self._schedule(job, new.run_at, now, "scheduled")
         else:
             self._make_pending(job, new.created_at if new.status is Status.PENDING else now, now)
@@ -730,9 +732,6 @@ class SchedulerCore:
         if len(self.recently_finished) > RECENT_TERMINAL:
             self.recently_finished.popitem(last=False)
         self._transition(job, status, now, event, **extra)
-
-    def _fail_upstream(self, job: Job, dep: str, dep_status: str, now: float) -> None:
-        self._finish(job, Status.UPSTREAM_FAILED, now, "upstream_failed", error=f"dependency {dep} {dep_status}")
 
 
 def _entry_is_current(job: Job, entry: tuple[float, int, str]) -> bool:
