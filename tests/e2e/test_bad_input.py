@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -128,3 +129,45 @@ def test_a_log_cursor_beyond_64_bits_is_a_400(shared_service: Service) -> None:
     response = shared_service.http.get("/jobs/some-job/logs", params={"after": 2**64})
     assert response.status_code == 400, response.text
     assert "after" in response.text
+
+
+@pytest.mark.parametrize("key", ["has space", "k" * 129, "é"], ids=["space", "129-characters", "non-ascii"])
+def test_an_idempotency_key_no_job_id_can_have_is_a_422_naming_the_header(shared_service: Service, key: str) -> None:
+    response = shared_service.http.post("/jobs", json={"type": "quick_task"}, headers={"Idempotency-Key": key.encode()})
+    assert response.status_code == 422, response.text  # was a 500: the key skipped the job_id check
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in response.json()["errors"]] == ["Idempotency-Key"]
+    assert shared_service.http.get("/jobs").json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("job", "field"),
+    [
+        ({"run_at": "2099-01-01T00:00:00Z"}, "jobs.1.type"),
+        ({"type": "quick_task", "typo": 1}, "jobs.1.typo"),
+        ({"type": "quick_task", "priority": "urgent"}, "jobs.1.priority"),
+        ({"type": "quick_task", "resource_requirements": {"cpu_units": "2"}}, "jobs.1.resource_requirements.cpu_units"),
+    ],
+)
+def test_a_batch_job_the_decoder_rejects_is_named_with_its_index_and_field(
+    shared_service: Service, job: dict[str, Any], field: str
+) -> None:
+    jobs = [{"type": "quick_task", "run_at": "2099-01-01T00:00:00Z"}, job]
+    response = shared_service.http.post("/jobs/batch", json={"jobs": jobs})
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field]  # was `jobs.1type` and the like
+    assert response.json()["detail"].startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/jobs/batch"])
+def test_a_streamed_body_over_the_limit_is_a_413_without_a_content_length(shared_service: Service, path: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"type": "quick_task", "payload": {"blob": "'
+        for _ in range(20):
+            yield b"x" * 65536
+        yield b'"}}'
+
+    response = shared_service.http.post(path, content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"] == "request body is too large"
+    assert shared_service.http.get("/jobs").json()["items"] == []
