@@ -40,6 +40,7 @@ from service.api.schemas import (
     ResourceRequirements,
     RetryConfig,
     Stats,
+    check,
     decode_batch,
     decode_submission,
     name_job,
@@ -264,7 +265,7 @@ async def submit_many(state: State, body: bytes) -> tuple[int, BatchAccepted]:
     dependent = False
     for index, submission in enumerate(jobs):
         try:
-            validate(submission, capacity=capacity, known_types=known)
+            check(submission, capacity, known)
         except InvalidRequest as exc:
             name_job(exc, f"jobs.{index}.")
             raise

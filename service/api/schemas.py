@@ -118,7 +118,7 @@ def validate(
 ) -> None:
     """Checks beyond the schema; `prefix` (`jobs.3.`) names the job inside a batch."""
     try:
-        _validate(submission, capacity, known_types)
+        check(submission, capacity, known_types)
     except InvalidRequest as exc:
         if prefix:
             name_job(exc, prefix)
@@ -131,7 +131,9 @@ def name_job(exc: InvalidRequest, prefix: str) -> None:
     exc.detail = f"{prefix}{exc.detail}"
 
 
-def _validate(submission: JobSubmission, capacity: Resources, known_types: AbstractSet[str]) -> None:
+def check(submission: JobSubmission, capacity: Resources, known_types: AbstractSet[str]) -> None:
+    """`validate` without naming a batch's job: the batch route calls it per job and names the job
+    (`name_job`) only for a reject."""
     if submission.type not in known_types:
         names = ", ".join(sorted(known_types))
         raise UnknownJobType(
