@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -98,7 +99,8 @@ def validation_error(text: str, prefix: str = "") -> InvalidRequest:
     message, path = match.group("message"), match.group("path") or ""
     # `$.a.b[0]` -> `a.b.0`; a dict key shows as `[...]`: name the field that holds the dict.
     path = path.split("[...]", 1)[0]
-    field = path.lstrip(".").replace("].", "]").replace("[", ".").replace("]", "") if path else ""
+    # `$.jobs[0].type` -> `jobs.0.type` (a batch's job and its field).
+    field = path.replace("[", ".").replace("]", "").lstrip(".") if path else ""
     if unknown := _UNKNOWN_FIELD.match(message):
         field = f"{field}.{unknown.group('name')}" if field else unknown.group("name")
         message = "unknown field; check its spelling against the schema"
@@ -111,40 +113,52 @@ def validation_error(text: str, prefix: str = "") -> InvalidRequest:
     return InvalidRequest.field(field, message)
 
 
-def validate(submission: JobSubmission, *, capacity: Resources, known_types: list[str], prefix: str = "") -> None:
+def validate(
+    submission: JobSubmission, *, capacity: Resources, known_types: AbstractSet[str], prefix: str = ""
+) -> None:
     """Checks beyond the schema; `prefix` (`jobs.3.`) names the job inside a batch."""
     try:
-        _validate(submission, capacity, known_types)
+        check(submission, capacity, known_types)
     except InvalidRequest as exc:
-        if not prefix:
-            raise
-        exc.errors = [{**e, "field": prefix + e["field"]} for e in exc.errors]
-        exc.detail = f"{prefix}{exc.detail}"
+        if prefix:
+            name_job(exc, prefix)
         raise
 
 
-def _validate(submission: JobSubmission, capacity: Resources, known_types: list[str]) -> None:
+def name_job(exc: InvalidRequest, prefix: str) -> None:
+    """Names the job of a batch (`jobs.3.`) in a reject's fields and detail."""
+    exc.errors = [{**e, "field": prefix + e["field"]} for e in exc.errors]
+    exc.detail = f"{prefix}{exc.detail}"
+
+
+def check(submission: JobSubmission, capacity: Resources, known_types: AbstractSet[str]) -> None:
+    """`validate` without naming a batch's job: the batch route calls it per job and names the job
+    (`name_job`) only for a reject."""
     if submission.type not in known_types:
+        names = ", ".join(sorted(known_types))
         raise UnknownJobType(
-            f"type: unknown job type {submission.type!r}; known types: {', '.join(known_types)}",
-            errors=[{"field": "type", "message": f"must be one of: {', '.join(known_types)}"}],
+            f"type: unknown job type {submission.type!r}; known types: {names}",
+            errors=[{"field": "type", "message": f"must be one of: {names}"}],
         )
     needs = submission.resource_requirements
-    for name, need, have in (
-        ("cpu_units", needs.cpu_units, capacity.cpu_units),
-        ("memory_mb", needs.memory_mb, capacity.memory_mb),
-    ):
-        if need > have:
-            message = f"needs {need} but this node has {have} in all, so the job could never start"
-            raise ResourcesExceedCapacity(
-                f"resource_requirements.{name}: {message}",
-                errors=[{"field": f"resource_requirements.{name}", "message": message}],
-            )
-    if submission.job_id is not None and submission.job_id in submission.depends_on:
-        raise InvalidRequest.field("depends_on", "a job cannot depend on itself")
-    if len(set(submission.depends_on)) != len(submission.depends_on):
-        raise InvalidRequest.field("depends_on", "lists a job more than once")
-    if (problem := payload_problem(submission.payload)) is not None:
+    if needs.cpu_units > capacity.cpu_units or needs.memory_mb > capacity.memory_mb:
+        for name, need, have in (
+            ("cpu_units", needs.cpu_units, capacity.cpu_units),
+            ("memory_mb", needs.memory_mb, capacity.memory_mb),
+        ):
+            if need > have:
+                message = f"needs {need} but this node has {have} in all, so the job could never start"
+                raise ResourcesExceedCapacity(
+                    f"resource_requirements.{name}: {message}",
+                    errors=[{"field": f"resource_requirements.{name}", "message": message}],
+                )
+    depends_on = submission.depends_on
+    if depends_on:
+        if submission.job_id is not None and submission.job_id in depends_on:
+            raise InvalidRequest.field("depends_on", "a job cannot depend on itself")
+        if len(set(depends_on)) != len(depends_on):
+            raise InvalidRequest.field("depends_on", "lists a job more than once")
+    if submission.payload and (problem := payload_problem(submission.payload)) is not None:
         raise InvalidRequest.field("payload", problem)
     retry = submission.retry_config
     if retry.max_delay_seconds < retry.initial_delay_seconds:
@@ -153,41 +167,80 @@ def _validate(submission: JobSubmission, capacity: Resources, known_types: list[
 
 MAX_PAYLOAD_DEPTH = 64
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_NESTING = f"must not nest objects and arrays deeper than {MAX_PAYLOAD_DEPTH} levels"
+_NOT_FINITE = "numbers must be finite (no NaN or Infinity)"
+_BEYOND_INT64 = "integers must fit in 64 bits (-2^63 to 2^63-1): the actors pass payloads as msgpack"
+_NUL = "must not contain the NUL character (\\u0000): PostgreSQL cannot store it"
 
 
 def payload_problem(payload: Any) -> str | None:
     """What makes a payload unstorable or unsafe to pass on, if anything. One iterative walk: nesting
     beyond MAX_PAYLOAD_DEPTH (every actor decodes the payload again, recursively), a NaN or an infinity
     (not JSON), an integer beyond 64 bits (msgpack cannot carry it to the worker: the supervisor failed on
-    it), a NUL character in a string or key (PostgreSQL rejects it)."""
-    stack: list[tuple[Any, int]] = [(payload, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                return "numbers must be finite (no NaN or Infinity)"
-        elif isinstance(value, int):
-            if not INT64_MIN <= value <= INT64_MAX:
-                return "integers must fit in 64 bits (-2^63 to 2^63-1): the actors pass payloads as msgpack"
-        elif isinstance(value, str):
-            if "\x00" in value:
-                return "must not contain the NUL character (\\u0000): PostgreSQL cannot store it"
-        elif isinstance(value, dict | list):
-            if depth > MAX_PAYLOAD_DEPTH:
-                return f"must not nest objects and arrays deeper than {MAX_PAYLOAD_DEPTH} levels"
-            if isinstance(value, dict):
-                stack.extend((key, depth) for key in value)
-                stack.extend((item, depth + 1) for item in value.values())
-            else:
-                stack.extend((item, depth + 1) for item in value)
+    it), a NUL character in a string or key (PostgreSQL rejects it).
+
+    It runs for every job of a batch, so it dispatches on exact types (what a JSON decoder produces) and
+    visits each container once; anything else (a subclass, from a caller other than the decoder) takes
+    the general `isinstance` checks."""
+    if isinstance(payload, dict | list):
+        containers: list[tuple[dict[Any, Any] | list[Any], int]] = [(payload, 1)]
+    else:
+        containers = []
+        if (problem := _scalar_problem(payload)) is not None:
+            return problem
+    while containers:
+        container, depth = containers.pop()
+        if isinstance(container, dict):
+            for key in container:
+                if type(key) is str:
+                    if "\x00" in key:
+                        return _NUL
+                elif (problem := _scalar_problem(key)) is not None:
+                    return problem
+            items: Any = container.values()
+        else:
+            items = container
+        for value in items:
+            kind = type(value)
+            if kind is str:
+                if "\x00" in value:
+                    return _NUL
+            elif kind is int:
+                if not INT64_MIN <= value <= INT64_MAX:
+                    return _BEYOND_INT64
+            elif kind is float:
+                if not math.isfinite(value):
+                    return _NOT_FINITE
+            elif kind is dict or kind is list or isinstance(value, dict | list):
+                if depth + 1 > MAX_PAYLOAD_DEPTH:
+                    return _NESTING
+                containers.append((value, depth + 1))
+            elif value is not None and kind is not bool and (problem := _scalar_problem(value)) is not None:
+                return problem
+    return None
+
+
+def _scalar_problem(value: Any) -> str | None:
+    if isinstance(value, float):
+        return None if math.isfinite(value) else _NOT_FINITE
+    if isinstance(value, int):
+        return None if INT64_MIN <= value <= INT64_MAX else _BEYOND_INT64
+    if isinstance(value, str):
+        return _NUL if "\x00" in value else None
     return None
 
 
 def request_hash(submission: JobSubmission, job_id: str) -> bytes:
     """The identity of a submission after defaults are applied: equal bodies hash equal."""
-    run_at = submission.run_at.astimezone(UTC) if submission.run_at is not None else None
-    normal = msgspec.structs.replace(submission, job_id=job_id, run_at=run_at)
-    return hashlib.sha256(_canonical.encode(normal)).digest()
+    run_at = submission.run_at
+    if submission.job_id != job_id or (run_at is not None and run_at.tzinfo is not UTC):
+        # Name the id and state run_at in UTC; most submissions already do both (a batch's jobs get
+        # their ids before they are hashed, and `...Z` decodes as UTC), and skip the copy.
+        normal = msgspec.structs.replace(
+            submission, job_id=job_id, run_at=run_at.astimezone(UTC) if run_at is not None else None
+        )
+        return hashlib.sha256(_canonical.encode(normal)).digest()
+    return hashlib.sha256(_canonical.encode(submission)).digest()
 
 
 # ------------------------------------------------------------------------------------------------ responses

@@ -6,7 +6,7 @@ import os
 
 import uvicorn
 
-from service.api.app import create_app
+from service.api.app import create_app, fast_submit
 from service.logs import configure_logging
 from service.processes import die_with_parent, name_process
 from service.settings import Settings
@@ -19,7 +19,7 @@ def main(settings: Settings, database_url: str, scheduler_socket: str, parent_pi
     configure_logging(settings.log_level, "api")
     app = create_app(settings, database_url, scheduler_socket, restarts)
     config = uvicorn.Config(
-        app,
+        fast_submit(app, settings.max_body_bytes),
         host=settings.host,
         port=settings.port,
         log_config=None,

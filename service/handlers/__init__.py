@@ -80,5 +80,13 @@ def reuses_worker(name: str) -> bool:
     return name in _REUSES_WORKER
 
 
-def known_types() -> list[str]:
-    return sorted(_REGISTRY)
+_known: tuple[int, frozenset[str]] = (0, frozenset())
+
+
+def known_types() -> frozenset[str]:
+    """The registered type names, for a membership test on every submission. Rebuilt only when the
+    registry has grown (types are only ever added), not sorted and copied per request."""
+    global _known
+    if _known[0] != len(_REGISTRY):
+        _known = (len(_REGISTRY), frozenset(_REGISTRY))
+    return _known[1]

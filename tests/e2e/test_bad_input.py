@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -128,3 +129,111 @@ def test_a_log_cursor_beyond_64_bits_is_a_400(shared_service: Service) -> None:
     response = shared_service.http.get("/jobs/some-job/logs", params={"after": 2**64})
     assert response.status_code == 400, response.text
     assert "after" in response.text
+
+
+@pytest.mark.parametrize("key", ["has space", "k" * 129, "é"], ids=["space", "129-characters", "non-ascii"])
+def test_an_idempotency_key_no_job_id_can_have_is_a_422_naming_the_header(shared_service: Service, key: str) -> None:
+    response = shared_service.http.post("/jobs", json={"type": "quick_task"}, headers={"Idempotency-Key": key.encode()})
+    assert response.status_code == 422, response.text  # was a 500: the key skipped the job_id check
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in response.json()["errors"]] == ["Idempotency-Key"]
+    assert shared_service.http.get("/jobs").json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("job", "field"),
+    [
+        ({"run_at": "2099-01-01T00:00:00Z"}, "jobs.1.type"),
+        ({"type": "quick_task", "typo": 1}, "jobs.1.typo"),
+        ({"type": "quick_task", "priority": "urgent"}, "jobs.1.priority"),
+        ({"type": "quick_task", "resource_requirements": {"cpu_units": "2"}}, "jobs.1.resource_requirements.cpu_units"),
+    ],
+)
+def test_a_batch_job_the_decoder_rejects_is_named_with_its_index_and_field(
+    shared_service: Service, job: dict[str, Any], field: str
+) -> None:
+    jobs = [{"type": "quick_task", "run_at": "2099-01-01T00:00:00Z"}, job]
+    response = shared_service.http.post("/jobs/batch", json={"jobs": jobs})
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field]  # was `jobs.1type` and the like
+    assert response.json()["detail"].startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/jobs/batch"])
+def test_a_streamed_body_over_the_limit_is_a_413_without_a_content_length(shared_service: Service, path: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"type": "quick_task", "payload": {"blob": "'
+        for _ in range(20):
+            yield b"x" * 65536
+        yield b'"}}'
+
+    response = shared_service.http.post(path, content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"] == "request body is too large"
+    assert shared_service.http.get("/jobs").json()["items"] == []
+
+
+SAME_ANSWER_CASES: list[tuple[str, Any, dict[str, str]]] = [
+    # (path, body, headers): answered in front of Litestar on `path`, by Litestar's handler on `path/`
+    *[("/jobs", body, {}) for _, body, _, _ in CASES],
+    ("/jobs", {"type": "quick_task", "job_id": "a"}, {"Idempotency-Key": "b"}),
+    ("/jobs", {"type": "quick_task"}, {"Idempotency-Key": "has space"}),
+    ("/jobs/batch", b'{"jobs": [', {}),
+    ("/jobs/batch", {"jobs": []}, {}),
+    ("/jobs/batch", {"jobs": [{"type": "quick_task"}, {"type": "nope"}]}, {}),
+    ("/jobs/batch", {"jobs": [{"type": "quick_task", "job_id": "d"}, {"type": "quick_task", "job_id": "d"}]}, {}),
+    (
+        "/jobs/batch",
+        {
+            "jobs": [
+                {"type": "quick_task", "job_id": "c1", "depends_on": ["c2"]},
+                {"type": "quick_task", "job_id": "c2", "depends_on": ["c1"]},
+            ]
+        },
+        {},
+    ),
+    ("/jobs/batch", {"jobs": [{"type": "quick_task", "depends_on": ["ghost"]}]}, {}),
+    ("/jobs/batch", {"jobs": [{"type": "quick_task", "payload": {"blob": BIG}}]}, {}),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "headers"), SAME_ANSWER_CASES)
+def test_the_submit_fast_path_answers_exactly_as_the_litestar_handler(
+    shared_service: Service, path: str, body: Any, headers: dict[str, str]
+) -> None:
+    def answer(url: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        if isinstance(body, bytes):
+            response = shared_service.http.post(url, content=body, headers={**headers, "content-type": "x/y"})
+        else:
+            response = shared_service.http.post(url, json=body, headers=headers)
+        kept = [(k, v) for k, v in response.headers.multi_items() if k not in ("date", "server")]
+        return response.status_code, kept, response.content
+
+    fast, litestar = answer(path), answer(path + "/")
+    assert fast == litestar
+    assert 400 <= fast[0] < 500
+    assert shared_service.http.get("/jobs").json()["items"] == []
+
+
+def test_the_submit_fast_path_answers_a_replay_exactly_as_the_litestar_handler(service: Service) -> None:
+    job = {"type": "quick_task", "job_id": "same-1", "run_at": "2099-01-01T00:00:00Z", "payload": {"n": 1}}
+    created = service.http.post("/jobs", json=job)
+    assert created.status_code == 201, created.text
+    batch = {"jobs": [{"type": "quick_task", "job_id": "same-2"}, {"type": "report", "depends_on": ["same-2"]}]}
+    batch = {"jobs": [{**j, "run_at": "2099-01-01T00:00:00Z"} for j in batch["jobs"]]}
+    batch["jobs"][1]["job_id"] = "same-3"
+    assert service.http.post("/jobs/batch", json=batch).status_code == 201
+    for path, body, headers in [
+        ("/jobs", job, {}),
+        ("/jobs", {k: v for k, v in job.items() if k != "job_id"}, {"Idempotency-Key": "same-1"}),
+        ("/jobs/batch", batch, {}),
+    ]:
+        fast = service.http.post(path, json=body, headers=headers)
+        litestar = service.http.post(path + "/", json=body, headers=headers)
+        assert fast.status_code == litestar.status_code == 200, (fast.text, litestar.text)
+        assert fast.headers["content-type"] == litestar.headers["content-type"] == "application/json"
+        assert fast.content == litestar.content
+    conflict = {**job, "priority": "high"}
+    fast, litestar = service.http.post("/jobs", json=conflict), service.http.post("/jobs/", json=conflict)
+    assert fast.status_code == litestar.status_code == 409
+    assert fast.content == litestar.content

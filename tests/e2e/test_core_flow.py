@@ -222,6 +222,10 @@ def test_sigterm_drains_running_jobs_refuses_new_ones_and_a_restart_continues(
     refused = first.http.post("/jobs", json={"type": "quick_task"})
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
+    refused_batch = first.http.post("/jobs/batch", json={"jobs": [{"type": "quick_task"}]})
+    assert refused_batch.status_code == 503
+    assert refused_batch.headers["retry-after"] == "1"
+    assert refused_batch.headers["content-type"].startswith("application/problem+json")
     assert first.process.wait(20) == 0
     second = service_factory(first.database_url).start()
     assert [a["outcome"] for a in second.job(blocker)["attempts"]] == ["succeeded"]  # it finished in the grace

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import pytest
 
-from service.api.schemas import JOB_ID_PATTERN, JobSubmission, decode_submission, request_hash, validate
+from service import handlers
+from service.api.schemas import (
+    JOB_ID_PATTERN,
+    JobSubmission,
+    decode_batch,
+    decode_submission,
+    payload_problem,
+    request_hash,
+    validate,
+)
 from service.api.submit import new_job_id, new_job_ids
 from service.errors import (
     InvalidRequest,
@@ -22,6 +33,10 @@ from service.model import Priority, Resources
 
 CAPACITY = Resources(cpu_units=8, memory_mb=4096)
 KNOWN_TYPES = ["echo", "sleep", "fail"]
+
+
+class IntSubclass(int):
+    """Not what a JSON decoder produces: takes the general checks of `payload_problem`."""
 
 
 def body(**fields: Any) -> bytes:
@@ -288,3 +303,105 @@ def test_server_made_ids_are_unique_and_match_the_job_id_pattern() -> None:
     assert new_job_ids(0) == []
     assert len(set(ids)) == len(ids)
     assert all(re.fullmatch(r"job_[0-9a-f]{32}", i) and re.match(JOB_ID_PATTERN, i) for i in ids)
+
+
+# ----------------------------------------------------------------------------------------------- batches
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        pytest.param(b'{"jobs": [{"type": "echo"}, {"priority": "high"}]}', "jobs.1.type", id="missing-field"),
+        pytest.param(b'{"jobs": [{"type": "echo"}, {"type": "echo", "x": 1}]}', "jobs.1.x", id="unknown-field"),
+        pytest.param(b'{"jobs": [{"type": "echo", "payload": {"n": 1e999}}]}', "jobs.0.payload", id="nested-value"),
+        pytest.param(
+            b'{"jobs": [{"type": "echo", "depends_on": ["ok", "not ok"]}]}', "jobs.0.depends_on.1", id="list-item"
+        ),
+        pytest.param(b'{"jobs": []}', "jobs", id="empty"),
+    ],
+)
+def test_a_batch_decode_error_names_the_job_and_its_field(raw: bytes, field: str) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        decode_batch(raw)
+
+    assert raised.value.errors[0]["field"] == field
+    assert raised.value.detail.startswith(f"{field}: ")
+
+
+def test_validate_accepts_the_registry_as_a_set_and_lists_it_sorted() -> None:
+    with pytest.raises(UnknownJobType) as raised:
+        validate(submission(type="ecoh"), capacity=CAPACITY, known_types=frozenset(KNOWN_TYPES))
+
+    assert raised.value.errors[0]["message"] == "must be one of: echo, fail, sleep"
+
+
+def test_a_batch_prefix_names_the_job_in_every_field_of_a_reject() -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        validate(submission(depends_on=["a", "a"]), capacity=CAPACITY, known_types=KNOWN_TYPES, prefix="jobs.3.")
+
+    assert raised.value.errors == [{"field": "jobs.3.depends_on", "message": "lists a job more than once"}]
+    assert raised.value.detail.startswith("jobs.3.depends_on: ")
+
+
+def test_known_types_is_a_set_that_follows_the_registry() -> None:
+    handlers.load()
+    known = handlers.known_types()
+    assert isinstance(known, frozenset)
+    assert "quick_task" in known
+    assert handlers.known_types() is known  # not rebuilt per call
+
+    @handlers.job_type("test_schemas_late_type")
+    async def late(ctx: handlers.JobContext, payload: dict[str, Any]) -> None:
+        return None
+
+    assert handlers.known_types() == known | {"test_schemas_late_type"}
+
+
+# ----------------------------------------------------------------------------------------------- payloads
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        pytest.param({}, None, id="empty"),
+        pytest.param({"a": [1, -(2**63), 2**63 - 1, 1.5, "s", None, True, {"b": []}]}, None, id="every-json-type"),
+        pytest.param({"a": [2**63]}, "64 bits", id="int-beyond-64-bits"),
+        pytest.param({"a": {"b\x00": 1}}, "NUL", id="nul-in-a-nested-key"),
+        pytest.param({"a": ["ok", "b\x00"]}, "NUL", id="nul-in-a-list"),
+        pytest.param({"a": [[float("nan")]]}, "finite", id="nan-in-a-nested-list"),
+        pytest.param(OrderedDict(a="x"), None, id="dict-subclass"),
+        pytest.param(OrderedDict(a="x\x00"), "NUL", id="nul-in-a-dict-subclass"),
+        pytest.param(OrderedDict(a=[IntSubclass(2**64)]), "64 bits", id="int-subclass-beyond-64-bits"),
+    ],
+)
+def test_payload_problem_finds_the_rule_a_payload_breaks(payload: dict[str, Any], problem: str | None) -> None:
+    found = payload_problem(payload)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert problem in found
+
+
+@pytest.mark.parametrize(("depth", "rejected"), [(64, False), (65, True)])
+def test_payload_nesting_is_limited_to_64_levels_counting_empty_containers(depth: int, rejected: bool) -> None:
+    for leaf in ({}, [], {"x": 1}):
+        payload: Any = leaf
+        for _ in range(depth - 1):
+            payload = {"a": payload}
+        assert (payload_problem(payload) is not None) is rejected
+
+
+def test_request_hash_is_the_canonical_digest_of_the_submission_with_its_id_and_utc_run_at() -> None:
+    for sub in (
+        submission(payload={"b": 1, "a": 2}),
+        submission(job_id="given", run_at="2030-01-02T03:04:05Z"),
+        submission(run_at="2030-01-02T05:04:05+02:00"),
+    ):
+        run_at = sub.run_at.astimezone(UTC) if sub.run_at is not None else None
+        normal = msgspec.structs.replace(sub, job_id="job-1", run_at=run_at)
+        expected = hashlib.sha256(msgspec.json.Encoder(order="sorted").encode(normal)).digest()
+        assert request_hash(sub, "job-1") == expected
+        assert request_hash(msgspec.structs.replace(sub, job_id="job-1"), "job-1") == expected
+    utc = submission(run_at="2030-01-02T03:04:05Z")
+    assert request_hash(utc, "j") == request_hash(submission(run_at="2030-01-02T05:04:05+02:00"), "j")
