@@ -34,6 +34,7 @@ from service.telemetry import Telemetry
 log = logging.getLogger("taskq.api.submit")
 
 MAX_GROUP = 5000
+FLUSHERS = 2
 COPY_THRESHOLD = 64  # a batch of at least this many new jobs is written with COPY (see gateway.copy_jobs)
 
 
@@ -81,17 +82,21 @@ class SubmitBatcher:
         self.default_timeout = default_timeout
         self.link = link
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._notices: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._flush_forever())
+        # Two groups in flight: while one waits for its commit (PostgreSQL's fsync), the next is built and
+        # sent. Jobs of concurrent requests have no order between them; a client that waits for its 201
+        # before the next request still gets increasing seqs.
+        self._tasks = [asyncio.create_task(self._flush_forever()) for _ in range(FLUSHERS)]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     async def submit(self, submission: JobSubmission, job_id: str | None = None) -> Accepted:
         job_id = job_id or submission.job_id or new_job_id()
