@@ -33,6 +33,7 @@ class Drain:
     peak_running: int = 0
     run_s: list[float] = field(default_factory=list)  # attempt start → attempt finish
     wait_s: list[float] = field(default_factory=list)  # created → attempt start
+    machine_busy: float = 0.0  # share of the machine's CPU busy during the drain, anyone's processes
 
     @property
     def throughput(self) -> float:
@@ -80,6 +81,7 @@ def drain(svc: ServiceProcess, db: Database, pg: PgServer, job_type: str) -> Dra
             raise TimeoutError(f"{job_type}: {DRAIN_JOBS} jobs did not succeed within 240 s")
         time.sleep(0.5)
     out.cpu = window.stop()
+    out.machine_busy = window.machine_busy_s / window.machine_total_s if window.machine_total_s else 0.0
     rows = db.fetch(
         f"""SELECT {US.format("j.created_at")} AS created, {US.format("a.started_at")} AS started,
                    {US.format("a.finished_at")} AS attempt_finished, {US.format("j.finished_at")} AS finished,

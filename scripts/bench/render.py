@@ -724,16 +724,25 @@ def drain_bottlenecks(run: Run, n_cpu: int) -> list[str]:
         top = sorted(service.items(), key=lambda kv: -kv[1])[:3]
         share = ", ".join(f"`{k}` {v / d.jobs * 1e6:,.0f} µs" for k, v in top)
         ceiling = n_cpu / per_job if per_job > 0 else math.nan
-        busy = sum(service.values()) / (d.span_s * n_cpu) if d.span_s > 0 else math.nan
+        ours = sum(service.values()) / (d.total_s * n_cpu) if d.total_s > 0 else math.nan
+        slots = DRAIN_CAPACITY["cpu_units"]
+        if d.peak_running < slots:
+            slot_text = f"at most {d.peak_running} of {slots} slots were busy, so slots did not limit it"
+        else:
+            slot_text = (
+                f"all {slots} slots were busy at the peak, each attempt holding its slot "
+                f"{pct(d.run_s, 50) * 1000:.0f} ms at p50 because that many processes share the CPUs: the slots "
+                "filled because the CPUs were slow to serve them"
+            )
         lines.append(
-            f"**Drain `{d.job_type}`**: {d.throughput:,.0f} jobs/s with at most {d.peak_running} of "
-            f"{DRAIN_CAPACITY['cpu_units']} slots busy, so slots did not limit it. The service and PostgreSQL spent "
+            f"**Drain `{d.job_type}`**: {d.throughput:,.0f} jobs/s; {slot_text}. The service and PostgreSQL spent "
             f"{per_job * 1e6:,.0f} µs of CPU per job (largest: {share}); {n_cpu} CPUs at that cost carry at most "
-            f"≈{ceiling:,.0f} jobs/s, and the run kept ≈{busy * 100:.0f}% of the machine busy"
+            f"≈{ceiling:,.0f} jobs/s. During the drain taskq's processes used ≈{ours * 100:.0f}% of the machine and "
+            f"the whole machine was ≈{d.machine_busy * 100:.0f}% busy (other users included)"
             + (
-                ": it is CPU-bound, so reaching the target means cutting CPU per job."
-                if busy > 0.75
-                else ": CPU was not saturated, so waiting (commits, hand-offs, polling, wake-ups) set the pace."
+                ": the machine was saturated, so the rate is bound by CPU per job (and by what others took)."
+                if d.machine_busy > 0.85
+                else ": CPU was not saturated, so waiting (commits, hand-offs, wake-ups) set the pace."
             )
         )
     return lines
