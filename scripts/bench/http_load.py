@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import resource
 import shutil
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from .common import pct
 
-WRK = "wrk"
+WRK = os.environ.get("TASKQ_BENCH_WRK", "wrk")  # another path, or a missing name to force the fallback
 
 
 def build_request(method: str, path: str, port: int, body: bytes | None = None) -> bytes:

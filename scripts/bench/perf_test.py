@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from .common import PRIORITIES, log, peak_concurrency, ts, wait_until
-from .database import Database, PgServer
+from .common import PRIORITIES, log, peak_concurrency, wait_until
+from .database import US, Database, PgServer
 from .service_proc import Api, ServiceProcess
 
 PERF_JOBS = 1000
@@ -109,18 +109,6 @@ def measure_queries(http: httpx.Client, sample_ids: Sequence[str]) -> dict[str, 
     }
 
 
-def succeeded_jobs(api: Api, *, prefix: str, **filters: str) -> list[dict[str, Any]]:
-    """Every succeeded job whose id starts with `prefix`, from `GET /jobs` pages of 500 (keyset cursor)."""
-    items: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"status": "succeeded", "limit": 500, **filters}
-    while True:
-        page = api.http.get("/jobs", params=params).json()
-        items += [item for item in page["items"] if item["job_id"].startswith(prefix)]
-        if page["next_cursor"] is None:
-            return items
-        params["cursor"] = page["next_cursor"]
-
-
 def performance_test(svc: ServiceProcess, db: Database, pg: PgServer, api: Api) -> Perf:
     rng = random.Random(42)
     bodies: list[dict[str, Any]] = [
@@ -162,25 +150,30 @@ def performance_test(svc: ServiceProcess, db: Database, pg: PgServer, api: Api) 
     perf.rss[stage], perf.db_size[stage] = svc.rss(), db.size()
 
     # Every job's timestamps from the list (two pages of 500), then a sample read one by one for attempts.
-    items = succeeded_jobs(api, prefix="perf-")
-    if len(items) != PERF_JOBS:
-        raise RuntimeError(f"listed {len(items)} succeeded perf jobs, expected {PERF_JOBS}")
-    starts = [ts(i["started_at"]) for i in items]
-    finishes = [ts(i["finished_at"]) for i in items]
-    perf.wait_all = [s - ts(i["created_at"]) for s, i in zip(starts, items, strict=True)]
+    # Every job's timestamps in microseconds, as PostgreSQL holds them (the API rounds to milliseconds).
+    rows = db.fetch(
+        f"""SELECT j.priority::text AS priority, {US.format("j.created_at")} AS created,
+                   {US.format("j.started_at")} AS started, {US.format("j.finished_at")} AS finished,
+                   (SELECT count(*) FROM attempts a WHERE a.job_id = j.job_id) AS attempts,
+                   (SELECT {US.format("min(a.started_at)")} FROM attempts a WHERE a.job_id = j.job_id) AS first_start
+            FROM jobs j WHERE j.job_id LIKE 'perf-%' AND j.status = 'succeeded'"""
+    )
+    if len(rows) != PERF_JOBS:
+        raise RuntimeError(f"found {len(rows)} succeeded perf jobs, expected {PERF_JOBS}")
+    starts = [r["started"] / 1e6 for r in rows]
+    finishes = [r["finished"] / 1e6 for r in rows]
+    perf.wait_all = [s - r["created"] / 1e6 for s, r in zip(starts, rows, strict=True)]
     perf.run_all = [f - s for s, f in zip(starts, finishes, strict=True)]
-    for item, wait in zip(items, perf.wait_all, strict=True):
-        perf.wait_by_priority.setdefault(item["priority"], []).append(wait)
+    for r, wait in zip(rows, perf.wait_all, strict=True):
+        perf.wait_by_priority.setdefault(r["priority"], []).append(wait)
     perf.e2e_s = max(finishes) - wall0
     perf.drain_s = max(finishes) - accepted_wall
     perf.start_span_s = max(starts) - min(starts)
     perf.peak_running = peak_concurrency(zip(starts, finishes, strict=True))
     perf.mean_running = sum(perf.run_all) / (max(finishes) - min(starts))
-    sample = rng.sample([b["job_id"] for b in bodies], PERF_SAMPLE)
-    for job_id in sample:
-        job = api.job(job_id)
-        perf.sample_attempts += len(job["attempts"])
-        perf.sample_wait.append(ts(job["attempts"][0]["started_at"]) - ts(job["created_at"]))
+    perf.sample_attempts = sum(int(r["attempts"]) for r in rows)
+    perf.sample_wait = [(r["first_start"] - r["created"]) / 1e6 for r in rows]
+    sample = rng.sample([b["job_id"] for b in bodies], PERF_SAMPLE)  # for GET /jobs/{id}
 
     perf.jobs_at["small"] = sum(api.stats()["jobs_by_status"].values())
     log(f"performance: query latency at {perf.jobs_at['small']} jobs")

@@ -167,7 +167,7 @@ def render_submission(run: Run, add: Add) -> None:
                     f"single `POST /jobs`, {conc.load.connections} concurrent keep-alive clients for "
                     f"{CONCURRENT_SECONDS:g} s (after a 1 s warm-up): 2xx responses / duration",
                     conc.load.generator
-                    + (" (**wrk missing: Python generator, it competes for the CPUs**)" if conc.wrk_missing else ""),
+                    + (", which competes with the service for the CPUs" if conc.wrk_missing else ""),
                     f"{conc.load.rate:,.0f} req/s ({conc.load.ok:,} in {conc.load.duration_s:.2f} s; the table "
                     f"gained {conc.rows:,} rows)",
                 ],
@@ -196,7 +196,7 @@ def render_submission(run: Run, add: Add) -> None:
     add(
         "CPU seconds of each process role over the measured window (psutil; `workers` includes reaped workers "
         "through the supervisor's children times; `postgresql` is the embedded server's postmaster and backends) "
-        "divided by the jobs accepted. The load generator is this process plus `wrk` (its children).\n"
+        "divided by the jobs accepted. The load generator is this process plus `wrk` when it ran (a child process).\n"
     )
     add(
         table(
@@ -299,9 +299,9 @@ def render_perf(run: Run, add: Add, n_cpu: int) -> None:
     add(
         f"{PERF_JOBS} `quick_task` jobs (`duration_seconds: 0`, 1 CPU / 64 MB, priorities drawn at random from the "
         f"four levels) sent as single `POST /jobs` requests by {PERF_CONCURRENCY} concurrent `httpx.AsyncClient` "
-        "requests; then waited (polling `GET /stats`) until all had succeeded. Job timestamps are the service's "
-        f"own: every job from `GET /jobs?status=succeeded` pages, attempts from `GET /jobs/{{id}}` for a sample "
-        f"of {PERF_SAMPLE}.\n"
+        "requests; then waited (polling `GET /stats`) until all had succeeded. Job timestamps are PostgreSQL's "
+        "(`jobs.created_at`, `jobs.started_at`, `jobs.finished_at`, `attempts.started_at`, in microseconds); the "
+        "client's send times are its wall clock.\n"
     )
     by_prio = "; ".join(
         f"{p} {ms(pct(perf.wait_by_priority.get(p, []), 50))}" for p in PRIORITIES if p in perf.wait_by_priority
@@ -331,13 +331,13 @@ def render_perf(run: Run, add: Add, n_cpu: int) -> None:
                     f"{ms(pct(perf.run_all, 50))} / {ms(pct(perf.run_all, 95))} / {ms(mean(perf.run_all))}",
                 ],
                 [
-                    "submit → start (all 1000, job started_at − created_at) p50 / p95 / p99",
+                    "submit → start (job started_at − created_at) p50 / p95 / p99",
                     f"{ms(pct(perf.wait_all, 50))} / {ms(pct(perf.wait_all, 95))} / {ms(pct(perf.wait_all, 99))}",
                 ],
                 [
-                    f"submit → start (sample of {PERF_SAMPLE}, attempts[0].started_at − created_at) p50 / p95",
+                    "submit → first attempt's start (`attempts.started_at − created_at`) p50 / p95",
                     f"{ms(pct(perf.sample_wait, 50))} / {ms(pct(perf.sample_wait, 95))} "
-                    f"({perf.sample_attempts} attempts in {PERF_SAMPLE} jobs)",
+                    f"({perf.sample_attempts} attempts for {PERF_JOBS} jobs)",
                 ],
                 ["submit → start p50 by priority", by_prio],
             ],
