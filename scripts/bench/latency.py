@@ -53,21 +53,23 @@ STAGES = [
         "created",
         "started",
         "`jobs.created_at` → `attempts.started_at`",
-        "the insert and its durable commit, the hand-off to the scheduler, its admission and start decision "
-        "(`attempts.started_at` is the scheduler's clock when it decided; the row is written in its next commit)",
+        "the API's insert and its durable commit, the notice to the scheduler, up to the start of the scheduler "
+        "turn that starts the job (`attempts.started_at` is that turn's clock, taken before the turn commits)",
     ),
     (
         "started",
         "received",
         "`attempts.started_at` → client has the 201",
-        "the scheduler's reply to the API (the 201 carries `started_at`), the response, loopback",
+        "the scheduler turn's own durable commit (attempt row, job status, log lines, events), then its reply to "
+        "the API (the 201 carries `started_at`), the response, loopback",
     ),
     (
         "started",
         "attempt_finished",
         "`attempts.started_at` → `attempts.finished_at`",
-        "the hand-off to a (pre-forked) worker process, the handler (`duration_seconds: 0`), the result's "
-        "report back to the supervisor and the scheduler",
+        "the same start commit (the supervisor gets the job only after it), the hand-off to a pre-forked worker "
+        "process, the handler (`duration_seconds: 0`), the result's report to the supervisor and the scheduler, "
+        "up to the turn that closes the attempt (its clock)",
     ),
     (
         "attempt_finished",
