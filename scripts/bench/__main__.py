@@ -25,7 +25,8 @@ from .drain import DRAIN_CAPACITY, DRAIN_TYPES, Drain, drain
 from .latency import one_at_a_time
 from .peers import not_run, run_peers
 from .perf_test import grown, performance_test
-from .render import Run, render
+from .render import render
+from .results import Run
 from .scenarios import run_scenarios
 from .service_proc import Api, ServiceProcess
 from .submit_rates import batches, concurrent_singles, sequential_round_trip
@@ -99,6 +100,7 @@ def main() -> int:
     except BaseException:
         if svc is not None:
             print(f"--- service log tail ---\n{svc.log_tail()}", file=sys.stderr)
+        log(f"the services' logs are kept in {workdir}")
         raise
     finally:
         try:
