@@ -27,6 +27,7 @@ class JobTimes:
     received: int  # client: the 201 fully read
     attempt_finished: int  # attempts.finished_at
     finished: int  # jobs.finished_at
+    body: int | None  # job_logs.at of the handler's first line (the worker's clock); None if not found
 
 
 @dataclass
@@ -36,8 +37,9 @@ class Latency:
     overlapped: int = 0  # jobs still unfinished when the next was sent (the node was not idle)
 
     def span(self, a: str, b: str) -> list[float]:
-        """Seconds from stage `a` to stage `b`, per job."""
-        return [(getattr(j, b) - getattr(j, a)) / 1e6 for j in self.jobs]
+        """Seconds from stage `a` to stage `b`, per job that has both."""
+        pairs = ((getattr(j, a), getattr(j, b)) for j in self.jobs)
+        return [(y - x) / 1e6 for x, y in pairs if x is not None and y is not None]
 
 
 # (from, to, label, what the span contains)
@@ -65,6 +67,13 @@ STAGES = [
     ),
     (
         "started",
+        "body",
+        "`attempts.started_at` → the handler's first line",
+        "the start commit, `RunJob` to the supervisor, the hand-off to a pre-forked worker, up to the handler's "
+        "first statement (`ctx.log.info(...)`: `job_logs.at` is the worker's clock when it logged)",
+    ),
+    (
+        "started",
         "attempt_finished",
         "`attempts.started_at` → `attempts.finished_at`",
         "the same start commit (the supervisor gets the job only after it), the hand-off to a pre-forked worker "
@@ -82,7 +91,13 @@ STAGES = [
         "sent",
         "started",
         "client send → `attempts.started_at`",
-        "what the peers call idle latency (theirs ends at the job body's first line)",
+        "submission and start decision, from the client's side",
+    ),
+    (
+        "sent",
+        "body",
+        "client send → the handler's first line",
+        "what the peers' harness calls idle latency (enqueue call → job body start)",
     ),
     ("created", "finished", "`jobs.created_at` → `jobs.finished_at`", "the job's whole life in the database"),
 ]
@@ -107,7 +122,10 @@ def one_at_a_time(svc: ServiceProcess, db: Database) -> Latency:
             time.sleep(GAP_S)
     rows = db.fetch(
         f"""SELECT j.job_id, {US.format("j.created_at")} AS created, {US.format("a.started_at")} AS started,
-                   {US.format("a.finished_at")} AS attempt_finished, {US.format("j.finished_at")} AS finished
+                   {US.format("a.finished_at")} AS attempt_finished, {US.format("j.finished_at")} AS finished,
+                   (SELECT {US.format("min(l.at)")} FROM job_logs l
+                    WHERE l.job_id = j.job_id AND l.attempt = 1 AND l.message LIKE 'attempt 1 of job % starting')
+                   AS body
             FROM jobs j JOIN attempts a ON a.job_id = j.job_id AND a.attempt = 1
             WHERE j.job_id = ANY($1::text[]) AND j.status = 'succeeded'
             ORDER BY j.created_at""",
@@ -117,7 +135,9 @@ def one_at_a_time(svc: ServiceProcess, db: Database) -> Latency:
         raise RuntimeError(f"{len(sent)} latency jobs sent, {len(rows)} found succeeded with an attempt")
     for r in rows:
         wall0, wall1, rt = sent[r["job_id"]]
-        out.jobs.append(JobTimes(wall0, r["created"], r["started"], wall1, r["attempt_finished"], r["finished"]))
+        out.jobs.append(
+            JobTimes(wall0, r["created"], r["started"], wall1, r["attempt_finished"], r["finished"], r["body"])
+        )
         out.round_trips_s.append(rt)
     out.overlapped = sum(a.finished > b.sent for a, b in zip(out.jobs, out.jobs[1:], strict=False))
     return out
