@@ -39,8 +39,8 @@ fmt: $(STAMP) ## format the code
 	$(BIN)/ruff format service tests scripts
 	$(BIN)/ruff check --fix service tests scripts
 
-bench: $(STAMP) ## run the benchmarks and write evaluation_results.md
-	$(BIN)/python scripts/evaluate.py
+bench: $(STAMP) ## run the benchmarks and write evaluation_results.md (PEERS=1: then the peer queues too)
+	PEERS=$(PEERS) $(BIN)/python -m scripts.bench
 
 eval: bench ## alias of bench
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from tests import scenarios
 from tests.conftest import Service, wait_until
 
 
@@ -41,38 +42,12 @@ def overlaps(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a0 < b1 and b0 < a1
 
 
-SCENARIO_2 = [
-    {
-        "job_id": "fetch_data_001",
-        "type": "data_fetch",
-        "priority": "high",
-        "payload": {"source": "market_api", "symbols": ["AAPL", "GOOGL"], "duration_seconds": 0.3},
-        "resource_requirements": {"cpu_units": 2, "memory_mb": 512},
-    },
-    {
-        "job_id": "process_data_001",
-        "type": "data_processing",
-        "priority": "high",
-        "payload": {"operation": "calculate_indicators", "duration_seconds": 0.2},
-        "depends_on": ["fetch_data_001"],
-        "resource_requirements": {"cpu_units": 4, "memory_mb": 1024},
-    },
-    {
-        "job_id": "generate_report_001",
-        "type": "report_generation",
-        "priority": "normal",
-        "payload": {"format": "pdf"},
-        "depends_on": ["process_data_001"],
-        "resource_requirements": {"cpu_units": 2, "memory_mb": 512},
-    },
-]
-
-
 def test_scenario_2_chain_runs_in_dependency_order_blocked_until_parents_succeed(service: Service) -> None:
-    answers = [service.submit(**job) for job in SCENARIO_2]
+    chain = scenarios.scenario_2()
+    answers = [service.submit(**job) for job in chain]
     assert [a["status"] for a in answers] == ["running", "blocked", "blocked"]
     assert service.job("process_data_001")["status"] == "blocked"
-    jobs = [service.wait_status(job["job_id"], "succeeded") for job in SCENARIO_2]
+    jobs = [service.wait_status(job["job_id"], "succeeded") for job in chain]
     for parent, child in itertools.pairwise(jobs):
         assert interval(parent)[1] <= interval(child)[0]
     events = [line["event"] for line in service.http.get("/jobs/generate_report_001/logs").json()]
@@ -80,8 +55,9 @@ def test_scenario_2_chain_runs_in_dependency_order_blocked_until_parents_succeed
 
 
 def test_scenario_2_failed_parent_fails_the_chain_without_running_it(service: Service) -> None:
-    failing = {**SCENARIO_2[0], "payload": {"fail_times": 9}, "retry_config": {"max_attempts": 1}}
-    for job in [failing, *SCENARIO_2[1:]]:
+    chain = scenarios.scenario_2()
+    failing = {**chain[0], "payload": {"fail_times": 9}, "retry_config": {"max_attempts": 1}}
+    for job in [failing, *chain[1:]]:
         service.submit(**job)
     assert service.wait_status("fetch_data_001", "failed")["attempt_count"] == 1
     child = service.wait_status("process_data_001", "upstream_failed")
@@ -94,28 +70,9 @@ def test_scenario_2_failed_parent_fails_the_chain_without_running_it(service: Se
     assert late["status"] == "upstream_failed"  # a dependency that already failed: at once
 
 
-SCENARIO_3 = [
-    {"job_id": "fetch_prices", "type": "data_fetch", "priority": "high"},
-    {"job_id": "fetch_volumes", "type": "data_fetch", "priority": "high"},
-    {
-        "job_id": "analyze_market",
-        "type": "analysis",
-        "depends_on": ["fetch_prices", "fetch_volumes"],
-        "priority": "critical",
-    },
-    {"job_id": "trader_report", "type": "report", "depends_on": ["analyze_market"], "priority": "high"},
-    {"job_id": "risk_report", "type": "report", "depends_on": ["analyze_market"], "priority": "normal"},
-    {
-        "job_id": "send_notifications",
-        "type": "notification",
-        "depends_on": ["trader_report", "risk_report"],
-        "priority": "high",
-    },
-]
-
-
 def run_scenario_3(service: Service, *, as_batch: bool) -> dict[str, dict[str, Any]]:
-    slow = [{**job, "payload": {"duration_seconds": 0.3}} for job in SCENARIO_3]
+    dag = scenarios.scenario_3()
+    slow = [{**job, "payload": {"duration_seconds": scenarios.S3_DURATION}} for job in dag]
     if as_batch:
         reordered = list(reversed(slow))  # forward references inside the batch are fine
         response = service.http.post("/jobs/batch", json={"jobs": reordered})
@@ -124,13 +81,13 @@ def run_scenario_3(service: Service, *, as_batch: bool) -> dict[str, dict[str, A
     else:
         for job in slow:
             service.submit(**job)
-    return {job["job_id"]: service.wait_status(job["job_id"], "succeeded") for job in SCENARIO_3}
+    return {job["job_id"]: service.wait_status(job["job_id"], "succeeded") for job in dag}
 
 
 def assert_scenario_3_order(jobs: dict[str, dict[str, Any]]) -> None:
     assert overlaps(jobs["fetch_prices"], jobs["fetch_volumes"])  # parallel branches run in parallel
     assert overlaps(jobs["trader_report"], jobs["risk_report"])
-    for job in SCENARIO_3:
+    for job in scenarios.scenario_3():
         for dep in job.get("depends_on", []):
             assert interval(jobs[dep])[1] <= interval(jobs[job["job_id"]])[0], (dep, job["job_id"])
 
@@ -143,38 +100,15 @@ def test_scenario_3_dag_submitted_as_one_batch(service: Service) -> None:
     assert_scenario_3_order(run_scenario_3(service, as_batch=True))
 
 
-def scenario_4() -> list[dict[str, Any]]:
-    heavy = [
-        {
-            "job_id": f"heavy_{i}",
-            "type": "data_processing",
-            "priority": "high" if i < 2 else "normal",
-            "payload": {"batch_size": 10000, "duration_seconds": 0.4},
-            "resource_requirements": {"cpu_units": 4, "memory_mb": 2048},
-        }
-        for i in range(5)
-    ]
-    light = [
-        {
-            "job_id": f"light_{i}",
-            "type": "quick_task",
-            "priority": "normal",
-            "payload": {"task_id": i, "duration_seconds": 0.1},
-            "resource_requirements": {"cpu_units": 1, "memory_mb": 256},
-        }
-        for i in range(5)
-    ]
-    return heavy + light
-
-
 def test_scenario_4_never_exceeds_capacity_and_light_jobs_fill_gaps(service: Service) -> None:
-    response = service.http.post("/jobs/batch", json={"jobs": scenario_4()})
+    contention = scenarios.scenario_4()
+    response = service.http.post("/jobs/batch", json={"jobs": contention})
     assert response.status_code == 201, response.text
-    jobs = [service.wait_status(job["job_id"], "succeeded") for job in scenario_4()]
+    jobs = [service.wait_status(job["job_id"], "succeeded") for job in contention]
     by_id = {job["job_id"]: job for job in jobs}
     cpu, memory = peak_usage(jobs)
-    assert cpu <= 8
-    assert memory <= 4096
+    assert cpu <= scenarios.NODE_CAPACITY["cpu_units"]
+    assert memory <= scenarios.NODE_CAPACITY["memory_mb"]
     high_start = max(interval(by_id[f"heavy_{i}"])[0] for i in range(2))
     normal_start = min(interval(job)[0] for job in jobs if job["priority"] == "normal")
     assert high_start <= normal_start  # higher priority got resources first
@@ -231,11 +165,7 @@ def test_run_at_in_the_future_is_scheduled_then_starts_on_time(service: Service)
 
 
 def test_circular_dependencies_are_impossible_one_by_one_and_rejected_in_a_batch(service: Service) -> None:
-    circular = [
-        {"job_id": "job_a", "type": "quick_task", "depends_on": ["job_c"]},
-        {"job_id": "job_b", "type": "quick_task", "depends_on": ["job_a"]},
-        {"job_id": "job_c", "type": "quick_task", "depends_on": ["job_b"]},
-    ]
+    circular = scenarios.circular()
     one = service.http.post("/jobs", json=circular[0])
     assert one.status_code == 422
     assert "job_c" in one.json()["detail"]
