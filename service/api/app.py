@@ -83,33 +83,32 @@ _decode_attempts = msgspec.json.Decoder(list[dict[str, Any]]).decode
 # ------------------------------------------------------------------------------------------------- views
 
 
-def job_view(record: asyncpg.Record, *, position: int | None = None) -> JobView:
-    attempts = record["attempts"]
-    attempt_list = _decode_attempts(attempts) if isinstance(attempts, str) else list(attempts or [])
+def job_view(record: gateway.JobRecord, *, position: int | None = None) -> JobView:
+    attempt_list = _decode_attempts(record.attempts)
     return JobView(
-        job_id=record["job_id"],
-        type=record["type"],
-        priority=record["priority"],
-        status=record["status"],
-        payload=_json(record["payload"]) or {},
-        resource_requirements=ResourceRequirements(record["cpu_units"], record["memory_mb"]),
-        depends_on=list(record["depends_on"]),
+        job_id=record.job_id,
+        type=record.type,
+        priority=record.priority,
+        status=record.status,
+        payload=_json(record.payload) or {},
+        resource_requirements=ResourceRequirements(record.cpu_units, record.memory_mb),
+        depends_on=list(record.depends_on),
         retry_config=RetryConfig(
-            record["max_attempts"],
-            record["backoff_multiplier"],
-            record["initial_delay_seconds"],
-            record["max_delay_seconds"],
-            record["jitter"],
+            record.max_attempts,
+            record.backoff_multiplier,
+            record.initial_delay_seconds,
+            record.max_delay_seconds,
+            record.jitter,
         ),
-        timeout_seconds=record["timeout_seconds"],
-        run_at=timestamp(record["run_at"]),
-        next_run_at=timestamp(record["next_run_at"]),
-        created_at=timestamp(record["created_at"]) or "",
-        started_at=timestamp(record["started_at"]),
-        finished_at=timestamp(record["finished_at"]),
-        attempt_count=record["attempt_count"],
-        error=record["error"],
-        result=_json(record["result"]),
+        timeout_seconds=record.timeout_seconds,
+        run_at=timestamp(record.run_at),
+        next_run_at=timestamp(record.next_run_at),
+        created_at=timestamp(record.created_at) or "",
+        started_at=timestamp(record.started_at),
+        finished_at=timestamp(record.finished_at),
+        attempt_count=record.attempt_count,
+        error=record.error,
+        result=_json(record.result),
         position_in_queue=position,
         attempts=[
             AttemptView(
@@ -167,7 +166,7 @@ async def _load_job(state: State, job_id: str) -> JobView:
     if record is None:
         raise JobNotFound(f"no job has id {job_id!r}")
     position = None
-    if record["status"] == Status.PENDING.value:
+    if record.status == Status.PENDING.value:
         position = (await _positions(state, [job_id])).get(job_id)
     return job_view(record, position=position)
 
@@ -322,15 +321,15 @@ async def explain_job(job_id: str, state: State) -> dict[str, Any]:
     record = await gateway.get_job(_pool(state), job_id)
     if record is None:
         raise JobNotFound(f"no job has id {job_id!r}")
-    if not Status(record["status"]).terminal:
+    if not Status(record.status).terminal:
         link: SchedulerLink = state.link
         reply = await link.request(lambda rid: ExplainQuery(rid, job_id))
         if reply.explanation is not None:
             return {"job_id": job_id, **_with_timestamps(reply.explanation)}
         record = await gateway.get_job(_pool(state), job_id)  # it finished between the two reads
         assert record is not None
-    error = f" ({record['error']})" if record["error"] else ""
-    return {"job_id": job_id, "status": record["status"], "reason": f"finished: {record['status']}{error}"}
+    error = f" ({record.error})" if record.error else ""
+    return {"job_id": job_id, "status": record.status, "reason": f"finished: {record.status}{error}"}
 
 
 def _with_timestamps(explanation: dict[str, Any]) -> dict[str, Any]:
@@ -385,10 +384,10 @@ async def list_jobs(
         _pool(state), status=status, type=type, priority=priority, before_seq=before, limit=limit + 1
     )
     page, more = records[:limit], len(records) > limit
-    positions = await _positions(state, [r["job_id"] for r in page if r["status"] == Status.PENDING.value])
+    positions = await _positions(state, [r.job_id for r in page if r.status == Status.PENDING.value])
     return JobPage(
-        items=[job_view(r, position=positions.get(r["job_id"])) for r in page],
-        next_cursor=_encode_cursor(page[-1]["seq"]) if more else None,
+        items=[job_view(r, position=positions.get(r.job_id)) for r in page],
+        next_cursor=_encode_cursor(page[-1].seq) if more else None,
     )
 
 
@@ -399,8 +398,8 @@ async def cancel_job(job_id: str, state: State) -> JobView:
     record = await gateway.get_job(_pool(state), job_id)
     if record is None:
         raise JobNotFound(f"no job has id {job_id!r}")
-    if Status(record["status"]).terminal:
-        raise JobNotCancellable(f"job {job_id} is already {record['status']}")
+    if Status(record.status).terminal:
+        raise JobNotCancellable(f"job {job_id} is already {record.status}")
     reply = await link.request(lambda rid: CancelRequest(rid, job_id))
     view = await _load_job(state, job_id)
     if reply.cancel == "not_waiting" and Status(view.status).terminal and view.status != Status.CANCELLED.value:
@@ -423,7 +422,7 @@ async def dead_letters(
         _pool(state), status=Status.FAILED.value, type=type, priority=None, before_seq=before, limit=limit + 1
     )
     page, more = records[:limit], len(records) > limit
-    return JobPage(items=[job_view(r) for r in page], next_cursor=_encode_cursor(page[-1]["seq"]) if more else None)
+    return JobPage(items=[job_view(r) for r in page], next_cursor=_encode_cursor(page[-1].seq) if more else None)
 
 
 @post("/jobs/{job_id:str}/retry", status_code=200, summary="Re-drive a failed job", tags=["dead letter queue"])
@@ -433,8 +432,8 @@ async def retry_job(job_id: str, state: State) -> JobView:
     record = await gateway.get_job(_pool(state), job_id)
     if record is None:
         raise JobNotFound(f"no job has id {job_id!r}")
-    if record["status"] != Status.FAILED.value:
-        raise JobNotRetryable(f"job {job_id} is {record['status']}; only failed jobs can be re-driven")
+    if record.status != Status.FAILED.value:
+        raise JobNotRetryable(f"job {job_id} is {record.status}; only failed jobs can be re-driven")
     link: SchedulerLink = state.link
     reply = await link.request(lambda rid: RedriveRequest(rid, job_id))
     view = await _load_job(state, job_id)
@@ -457,13 +456,13 @@ async def job_logs(
         raise JobNotFound(f"no job has id {job_id!r}")
     return [
         LogLine(
-            id=r["id"],
-            timestamp=timestamp(r["at"]) or "",
-            attempt=r["attempt"],
-            level=r["level"],
-            event=r["event"],
-            message=r["message"],
-            data=_decode_object(r["data"]) if r["data"] else None,
+            id=r.id,
+            timestamp=timestamp(r.at) or "",
+            attempt=r.attempt,
+            level=r.level,
+            event=r.event,
+            message=r.message,
+            data=_decode_object(r.data) if r.data else None,
         )
         for r in records
     ]

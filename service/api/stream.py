@@ -186,7 +186,7 @@ async def _replay(socket: WebSocket[Any, Any, Any], pool: asyncpg.Pool, filters:
     while True:
         rows = await gateway.events_after(pool, last, REPLAY_PAGE)
         for row in rows:
-            event = JobEvent(**dict(row))  # the table's columns are the event's fields
+            event = JobEvent(*msgspec.structs.astuple(row))  # the table's columns are the event's fields
             if filters.match(event):
                 await socket.send_text(_encode(event_json(event)).decode())
             last = event.seq

@@ -57,7 +57,7 @@ from service.protocol import (
 from service.scheduler.core import Effects, Restored, SchedulerCore, Transition
 from service.settings import Settings
 from service.store import gateway
-from service.store.gateway import AttemptChange, JobChange, LogRow
+from service.store.gateway import AttemptChange, JobChange, LiveJob, LogRow, StartedJob
 from service.telemetry import Telemetry
 from service.transport import AsyncChannel, ChannelClosed
 
@@ -325,7 +325,7 @@ class SchedulerActor:
         client: Client,
         message: ToScheduler | Disconnected,
         dep_status: dict[str, str],
-        redrives: dict[str, list[asyncpg.Record]],
+        redrives: dict[str, list[LiveJob]],
         turn: Turn,
         now: float,
     ) -> None:
@@ -376,7 +376,7 @@ class SchedulerActor:
                 done = self.core.redrive(job_id, items, dep_status, now)
                 if done:  # they all leave their terminal status; where they end up is counted as it happens
                     for row in rows:
-                        self.terminal_counts[row["status"]] -= 1
+                        self.terminal_counts[row.status] -= 1
                 turn.replies.append((client, Reply(request_id, redrive="redriven" if done else "not_failed")))
             case ExplainQuery(request_id=request_id, job_id=job_id):
                 turn.explain_requests.append((client, request_id, job_id))
@@ -466,13 +466,11 @@ class SchedulerActor:
         job by one reconnect, never forever."""
         rows = await gateway.load_live_jobs(self.pool, since=self.started_at - SWEEP_MARGIN_SECONDS)
         missed = [
-            row
-            for row in rows
-            if row["job_id"] not in self.core.jobs and row["job_id"] not in self.core.recently_finished
+            row for row in rows if row.job_id not in self.core.jobs and row.job_id not in self.core.recently_finished
         ]
         if missed:
-            live = {row["job_id"] for row in missed} | set(self.core.jobs)
-            outside = sorted({dep for row in missed for dep in row["depends_on"] if dep not in live})
+            live = {row.job_id for row in missed} | set(self.core.jobs)
+            outside = sorted({dep for row in missed for dep in row.depends_on if dep not in live})
             dep_status = await gateway.job_statuses(self.pool, outside)
             restored = [restored_from_row(row) for row in missed]
             for item in restored:
@@ -483,7 +481,7 @@ class SchedulerActor:
 
     async def _load_redrives(
         self, batch: list[tuple[Client | None, ToScheduler | Disconnected | None]]
-    ) -> dict[str, list[asyncpg.Record]]:
+    ) -> dict[str, list[LiveJob]]:
         """Re-drives need the failed job and its upstream_failed descendants, which are not in memory."""
         wanted = {m.job_id for _, m in batch if isinstance(m, RedriveRequest) and m.job_id not in self.core.jobs}
         return {job_id: await gateway.load_redrive(self.pool, job_id) for job_id in sorted(wanted)}
@@ -491,17 +489,17 @@ class SchedulerActor:
     async def _statuses_of_unknown_deps(
         self,
         batch: list[tuple[Client | None, ToScheduler | Disconnected | None]],
-        redrives: dict[str, list[asyncpg.Record]],
+        redrives: dict[str, list[LiveJob]],
     ) -> dict[str, str]:
         """Statuses of dependencies that are not held in memory (they are terminal, or on their way)."""
         deps = {dep for _, m in batch if isinstance(m, Submitted) for job in m.jobs for dep in job.depends_on}
-        deps |= {dep for rows in redrives.values() for row in rows for dep in row["depends_on"]}
+        deps |= {dep for rows in redrives.values() for row in rows for dep in row.depends_on}
         unknown = {dep for dep in deps if dep not in self.core.jobs and dep not in self.core.recently_finished}
         return await gateway.job_statuses(self.pool, sorted(unknown)) if unknown else {}
 
     # --------------------------------------------------------------------------------------------- effects
 
-    async def _commit(self, effects: Effects, turn: Turn) -> list[asyncpg.Record]:
+    async def _commit(self, effects: Effects, turn: Turn) -> list[StartedJob]:
         """Every state change of the turn in one transaction. Raises (and so restarts the actor) on failure."""
         self._take_deferred(turn, commit_anyway=bool(effects or turn.logs or turn.pids or turn.events))
         logs = turn.logs + [_log_line(t) for t in effects.transitions]
@@ -559,16 +557,16 @@ class SchedulerActor:
         finally:
             self.pruning = None
 
-    def _deliver(self, effects: Effects, starts: list[asyncpg.Record], turn: Turn) -> None:
+    def _deliver(self, effects: Effects, starts: list[StartedJob], turn: Turn) -> None:
         supervisor = self.supervisor
         if supervisor is not None:
-            records = {record["job_id"]: record for record in starts}
+            started = {job.job_id: job for job in starts}
             messages: list[RunJob | KillJob | Ack] = [
                 RunJob(  # in dispatch order (UPDATE ... RETURNING has none)
                     start.job_id,
                     start.attempt,
-                    records[start.job_id]["type"],
-                    _json_decode(records[start.job_id]["payload"]),
+                    started[start.job_id].type,
+                    _json_decode(started[start.job_id].payload),
                     start.timeout_seconds,
                     start.memory_mb,
                 )
@@ -597,8 +595,8 @@ class SchedulerActor:
         self.event_seq = await gateway.last_event_seq(self.pool)
         self.pruned_up_to = (await gateway.first_event_seq(self.pool) or 1) - 1
         rows = await gateway.load_live_jobs(self.pool)
-        live = {row["job_id"] for row in rows}
-        outside = sorted({dep for row in rows for dep in row["depends_on"] if dep not in live})
+        live = {row.job_id for row in rows}
+        outside = sorted({dep for row in rows for dep in row.depends_on if dep not in live})
         dep_status = await gateway.job_statuses(self.pool, outside)
         now = time.time()
         self.core.restore_all([restored_from_row(row) for row in rows], dep_status, now)
@@ -606,28 +604,28 @@ class SchedulerActor:
         await self._commit(effects, Turn())
 
 
-def restored_from_row(row: asyncpg.Record) -> Restored:
+def restored_from_row(row: LiveJob) -> Restored:
     job = NewJob(
-        job_id=row["job_id"],
-        type=row["type"],
-        seq=row["seq"],
-        priority=Priority(row["priority"]).level,
-        cpu_units=row["cpu_units"],
-        memory_mb=row["memory_mb"],
-        depends_on=list(row["depends_on"]),
-        status=Status(row["status"]),
-        created_at=row["created_at"],
-        run_at=row["run_at"],
-        timeout_seconds=row["timeout_seconds"],
+        job_id=row.job_id,
+        type=row.type,
+        seq=row.seq,
+        priority=Priority(row.priority).level,
+        cpu_units=row.cpu_units,
+        memory_mb=row.memory_mb,
+        depends_on=list(row.depends_on),
+        status=Status(row.status),
+        created_at=row.created_at,
+        run_at=row.run_at,
+        timeout_seconds=row.timeout_seconds,
         retry=RetryPolicy(
-            max_attempts=row["max_attempts"],
-            backoff_multiplier=row["backoff_multiplier"],
-            initial_delay_seconds=row["initial_delay_seconds"],
-            max_delay_seconds=row["max_delay_seconds"],
-            jitter=row["jitter"],
+            max_attempts=row.max_attempts,
+            backoff_multiplier=row.backoff_multiplier,
+            initial_delay_seconds=row.initial_delay_seconds,
+            max_delay_seconds=row.max_delay_seconds,
+            jitter=row.jitter,
         ),
     )
-    return Restored(job, row["attempt_count"], row["charged"], row["ready_at"], row["next_run_at"], row["started_at"])
+    return Restored(job, row.attempt_count, row.charged, row.ready_at, row.next_run_at, row.started_at)
 
 
 _EVENT_MESSAGES = {

@@ -198,9 +198,45 @@ class LogRow(msgspec.Struct, gc=False):
 # ------------------------------------------------------------------------------------------------ read path
 
 
-async def get_job(db: Executor, job_id: str) -> asyncpg.Record | None:
-    record: asyncpg.Record | None = await db.fetchrow(Q["get_job"], job_id)
-    return record
+class JobRecord(msgspec.Struct, frozen=True, gc=False):
+    """A job as the API shows it: its row, and its attempts as JSON text (`[]` in a list)."""
+
+    job_id: str
+    seq: int
+    type: str
+    priority: str
+    status: str
+    payload: str  # JSON text
+    cpu_units: int
+    memory_mb: int
+    depends_on: list[str]
+    timeout_seconds: float | None
+    max_attempts: int
+    backoff_multiplier: float
+    initial_delay_seconds: float
+    max_delay_seconds: float
+    jitter: float
+    run_at: datetime | None
+    next_run_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempt_count: int
+    error: str | None
+    result: str | None  # JSON text
+    attempts: str  # JSON text: [{attempt, started_at, finished_at, outcome, error, worker_pid}, ...]
+
+
+_JOB_RECORD_FIELDS = JobRecord.__struct_fields__
+
+
+def _job_record(r: asyncpg.Record) -> JobRecord:
+    return JobRecord(*(r[name] for name in _JOB_RECORD_FIELDS))
+
+
+async def get_job(db: Executor, job_id: str) -> JobRecord | None:
+    record = await db.fetchrow(Q["get_job"], job_id)
+    return None if record is None else _job_record(record)
 
 
 _TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "upstream_failed"})
@@ -214,7 +250,7 @@ async def list_jobs(
     priority: str | None,
     before_seq: int | None,
     limit: int,
-) -> list[asyncpg.Record]:
+) -> list[JobRecord]:
     """Keyset pagination, newest first: one statement text per combination of the filters given, so
     that each has a plan of its own with the matching index (jobs_terminal_status_seq_idx, jobs_live_idx,
     jobs_type_seq_idx or jobs_priority_seq_idx, each ending in seq)."""
@@ -240,11 +276,22 @@ async def list_jobs(
         where("j.seq < {}::bigint", before_seq)
     args.append(limit)
     query = Q["list_jobs"].format(where=" AND ".join(conditions) if conditions else "true", limit=f"${len(args)}")
-    return list(await db.fetch(query, *args))
+    return [_job_record(r) for r in await db.fetch(query, *args)]
 
 
-async def get_logs(db: Executor, job_id: str, *, after_id: int, limit: int) -> list[asyncpg.Record]:
-    return list(await db.fetch(Q["get_logs"], job_id, after_id, limit))
+class LogEntry(msgspec.Struct, frozen=True, gc=False):
+    id: int
+    at: float  # epoch seconds
+    attempt: int | None
+    level: str
+    event: str
+    message: str
+    data: str | None  # JSON text
+
+
+async def get_logs(db: Executor, job_id: str, *, after_id: int, limit: int) -> list[LogEntry]:
+    records = await db.fetch(Q["get_logs"], job_id, after_id, limit)
+    return [LogEntry(*(r[name] for name in LogEntry.__struct_fields__)) for r in records]
 
 
 async def count_by_status(db: Executor) -> dict[str, int]:
@@ -254,8 +301,41 @@ async def count_by_status(db: Executor) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------- scheduler path
 
 
-async def load_live_jobs(db: Executor, since: float = 0.0) -> list[asyncpg.Record]:
-    return list(await db.fetch(Q["load_live_jobs"], since))
+class LiveJob(msgspec.Struct, frozen=True, gc=False):
+    """A job as the scheduler rebuilds it: a row of the `scheduler_jobs` view, times as epoch seconds."""
+
+    job_id: str
+    type: str
+    seq: int
+    priority: str
+    status: str
+    cpu_units: int
+    memory_mb: int
+    depends_on: list[str]
+    timeout_seconds: float | None
+    max_attempts: int
+    backoff_multiplier: float
+    initial_delay_seconds: float
+    max_delay_seconds: float
+    jitter: float
+    attempt_count: int
+    charged: int
+    created_at: float
+    run_at: float | None
+    next_run_at: float | None
+    ready_at: float | None
+    started_at: float | None
+
+
+_LIVE_JOB_FIELDS = LiveJob.__struct_fields__
+
+
+def _live_jobs(records: Iterable[asyncpg.Record]) -> list[LiveJob]:
+    return [LiveJob(*(r[name] for name in _LIVE_JOB_FIELDS)) for r in records]
+
+
+async def load_live_jobs(db: Executor, since: float = 0.0) -> list[LiveJob]:
+    return _live_jobs(await db.fetch(Q["load_live_jobs"], since))
 
 
 async def job_statuses(db: Executor, job_ids: Sequence[str]) -> dict[str, str]:
@@ -264,8 +344,8 @@ async def job_statuses(db: Executor, job_ids: Sequence[str]) -> dict[str, str]:
     return {r["job_id"]: r["status"] for r in await db.fetch(Q["job_statuses"], list(job_ids))}
 
 
-async def load_redrive(db: Executor, job_id: str) -> list[asyncpg.Record]:
-    return list(await db.fetch(Q["load_redrive"], job_id))
+async def load_redrive(db: Executor, job_id: str) -> list[LiveJob]:
+    return _live_jobs(await db.fetch(Q["load_redrive"], job_id))
 
 
 async def running_resources(db: Executor) -> tuple[int, int]:
@@ -291,8 +371,23 @@ async def prune_events(db: Executor, up_to_seq: int) -> None:
     await db.execute(Q["prune_events"], up_to_seq)
 
 
-async def events_after(db: Executor, after_seq: int, limit: int) -> list[asyncpg.Record]:
-    return list(await db.fetch(Q["events_after"], after_seq, limit))
+class EventRecord(msgspec.Struct, frozen=True, gc=False):
+    """A kept stream event: the fields of the stream's JobEvent, in its order."""
+
+    seq: int
+    at: float
+    job_id: str
+    type: str
+    priority: str
+    status: str
+    event: str
+    attempt: int | None
+    error: str | None
+
+
+async def events_after(db: Executor, after_seq: int, limit: int) -> list[EventRecord]:
+    records = await db.fetch(Q["events_after"], after_seq, limit)
+    return [EventRecord(*(r[name] for name in EventRecord.__struct_fields__)) for r in records]
 
 
 async def ping(db: Executor) -> None:
@@ -352,6 +447,14 @@ async def copy_events(db: Connection, events: Sequence[Any]) -> None:
     await db.copy_records_to_table("job_events", records=records, columns=_EVENT_FIELDS)
 
 
+class StartedJob(msgspec.Struct, frozen=True, gc=False):
+    """What a worker needs of a job the turn started."""
+
+    job_id: str
+    type: str
+    payload: str  # JSON text
+
+
 async def apply_turn(
     db: Executor,
     attempts: Sequence[AttemptChange],
@@ -359,17 +462,16 @@ async def apply_turn(
     jobs: Sequence[JobChange],
     logs: Sequence[LogRow],
     events: Sequence[Any],
-) -> list[asyncpg.Record]:
-    """A scheduler turn's writes in one statement: returns (job_id, type, payload) of started jobs."""
-    return list(
-        await db.fetch(
-            Q["apply_turn"],
-            *_columns(attempts, AttemptChange),
-            [o[0] for o in opened],
-            [o[1] for o in opened],
-            [o[2] for o in opened],
-            *_columns(jobs, JobChange),
-            *_columns(logs, LogRow),
-            *([getattr(e, name) for e in events] for name in _EVENT_FIELDS),
-        )
+) -> list[StartedJob]:
+    """A scheduler turn's writes in one statement: returns what the workers of started jobs need."""
+    records = await db.fetch(
+        Q["apply_turn"],
+        *_columns(attempts, AttemptChange),
+        [o[0] for o in opened],
+        [o[1] for o in opened],
+        [o[2] for o in opened],
+        *_columns(jobs, JobChange),
+        *_columns(logs, LogRow),
+        *([getattr(e, name) for e in events] for name in _EVENT_FIELDS),
     )
+    return [StartedJob(r["job_id"], r["type"], r["payload"]) for r in records]

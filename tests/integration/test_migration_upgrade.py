@@ -75,9 +75,9 @@ async def _read_through_the_store(url: str) -> dict[str, Any]:
             pool, status="running", type="quick_task", priority=None, before_seq=None, limit=500
         )
         return {
-            "live": sorted(r["job_id"] for r in live),
-            "failed": sorted(r["job_id"] for r in failed),
-            "running_quick": sorted(r["job_id"] for r in running),
+            "live": sorted(job.job_id for job in live),
+            "failed": sorted(job.job_id for job in failed),
+            "running_quick": sorted(job.job_id for job in running),
             "resources": await gateway.running_resources(pool),
         }
     finally:

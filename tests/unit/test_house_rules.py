@@ -75,7 +75,7 @@ def test_the_api_writes_nothing_but_new_submissions() -> None:
     allowed = {
         "connect_pool", "find_jobs", "insert_jobs", "reserve_seqs", "copy_jobs", "insert_edges", "get_job",
         "list_jobs", "get_logs", "count_by_status", "running_resources", "events_after", "first_event_seq",
-        "ping", "DuplicateJobId", "ExistingJob", "InsertedJob", "JobRow",
+        "ping", "DuplicateJobId", "ExistingJob", "InsertedJob", "JobRow", "JobRecord", "LogEntry", "EventRecord",
     }  # fmt: skip
     used: set[str] = set()
     for path in (SERVICE / "api").glob("*.py"):
