@@ -1,8 +1,8 @@
 """The worker: the body of one forked process that runs one job attempt, then exits (or, for a job type
 registered with `reuse_worker=True`, waits for the next attempt the supervisor hands it).
 
-It is forked from the supervisor, which has already imported every handler, so a start costs a fork
-(and with a warm spare, not even that). It waits for its `WorkerJob`, runs the handler under a fresh
+It is forked from the zygote (`zygote.py`), which has already imported every handler, so a start costs a
+fork (and with a warm spare, not even that). It waits for its `WorkerJob`, runs the handler under a fresh
 event loop, sends back one `WorkerResult` and leaves with `os._exit`, skipping the parent's atexit
 hooks and buffers that it inherited.
 """
@@ -44,14 +44,18 @@ class _PipeHandler(logging.Handler):
             send_frame(self._sock, WorkerLog(record.levelname.lower(), self.format(record), record.created))
 
 
-def run(sock: socket.socket, supervisor_pid: int) -> None:
-    """Entry point in the forked child; never returns normally (the caller `_exit`s)."""
-    die_with_parent(supervisor_pid)
-    name_process("worker (spare)")
-    # Everything a job needs is made while the worker is still a spare, off the path of a start.
+def prepare() -> None:
+    """In the zygote, once: what every worker would otherwise set up for itself after each fork."""
     for stream in (sys.stdout, sys.stderr):  # pipes to the supervisor: line-buffered, each line as written
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(line_buffering=True)
+
+
+def run(sock: socket.socket, parent_pid: int) -> None:
+    """Entry point in the forked child; never returns normally (the caller `_exit`s)."""
+    die_with_parent(parent_pid)
+    name_process("worker (spare)")
+    # Everything a job needs is made while the worker is still a spare, off the path of a start.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     sock.setblocking(True)
