@@ -60,7 +60,8 @@ log = logging.getLogger("taskq.supervisor")
 RECONNECT_SECONDS = 0.1
 MEMORY_CHECK_SECONDS = 0.1
 STATS_SECONDS = 1.0
-ZYGOTE_RESTART_SECONDS = 0.5  # between a zygote's death and its replacement, should it die at once again
+ZYGOTE_RESTART_SECONDS = 0.5  # before replacing a zygote that died unready, doubled while none gets ready
+ZYGOTE_RESTART_MAX_SECONDS = 10.0
 
 
 @dataclass(eq=False)
@@ -102,6 +103,8 @@ class Supervisor:
         self.zygote: ZygoteLink | None = None
         self.requested = 0  # spares asked of the current zygote and not yet received
         self.next_zygote = 0.0  # monotonic time to start a zygote at, when there is none
+        self.zygote_ready = False
+        self.zygote_failures = 0  # zygotes in a row that died before they were ready
         # Workers that ran attempts of a reuse_worker type and may run more of those, never of other types.
         self.reused: deque[Worker] = deque()
         self.busy: dict[tuple[str, int], Worker] = {}
@@ -259,6 +262,7 @@ class Supervisor:
             self.next_zygote = time.monotonic() + ZYGOTE_RESTART_SECONDS
             return
         self.requested = 0
+        self.zygote_ready = False
         self.selector.register(self.zygote.sock, selectors.EVENT_READ, self._on_zygote)
 
     def _request_spares(self) -> None:
@@ -294,6 +298,8 @@ class Supervisor:
                         self._on_worker_exit(w, exit_code)
             elif isinstance(message, ZygoteReady):
                 self.baseline_rss = message.rss
+                self.zygote_ready = True
+                self.zygote_failures = 0
                 log.info("zygote %d ready (%d MB resident)", message.pid, message.rss >> 20)
             else:  # not ours to keep
                 for fd in fds:
@@ -327,8 +333,13 @@ class Supervisor:
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(zygote.sock)
         code = zygote.close()
-        log.error("the zygote (pid %d) died with exit code %s; starting a new one", zygote.pid, code)
-        self.next_zygote = time.monotonic() + ZYGOTE_RESTART_SECONDS
+        if not self.zygote_ready:  # it cannot start (a handler module fails to import there?): back off
+            self.zygote_failures += 1
+        delay = 0.0  # one that was serving is replaced at once: attempts wait for its first workers
+        if self.zygote_failures:
+            delay = min(ZYGOTE_RESTART_SECONDS * 2 ** (self.zygote_failures - 1), ZYGOTE_RESTART_MAX_SECONDS)
+        log.error("the zygote (pid %d) died with exit code %s; a new one in %.1f s", zygote.pid, code, delay)
+        self.next_zygote = time.monotonic() + delay
         self.requested = 0
         for w in [*self.spares, *self.reused]:
             self._release(w)
