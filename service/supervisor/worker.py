@@ -73,6 +73,11 @@ def _own_loop() -> asyncio.AbstractEventLoop:
     loop = _template_loop
     if loop is None or not all(hasattr(loop, name) for name in _LOOP_INTERNALS):
         return asyncio.new_event_loop()
+    _renew_selector(loop)
+    return loop
+
+
+def _renew_selector(loop: asyncio.AbstractEventLoop) -> None:
     inherited = loop._selector  # type: ignore[attr-defined]
     loop._selector = selectors.DefaultSelector()  # type: ignore[attr-defined]
     inherited.close()  # our descriptor only: the epoll set itself lives on in the zygote
@@ -80,10 +85,33 @@ def _own_loop() -> asyncio.AbstractEventLoop:
     loop._csock.close()  # type: ignore[attr-defined]
     loop._internal_fds -= 1  # type: ignore[attr-defined]
     loop._make_self_pipe()  # type: ignore[attr-defined]
-    return loop
 
 
 _LOOP_INTERNALS = ("_selector", "_ssock", "_csock", "_internal_fds", "_make_self_pipe")
+
+WARM_UP_JOB = WorkerJob("warm-up", 1, "quick_task", {"duration_seconds": 0})
+
+
+def warm_up(rounds: int = 20) -> None:
+    """In the zygote, before it forks: run a built-in job through the worker's own path a few times.
+    CPython 3.11 rewrites a function's bytecode in place as it runs (quickening, specialisation); done
+    here, every worker inherits code that is already rewritten instead of copying each page of it on
+    first use. Only the built-in handler runs: a user's handler never runs outside a job."""
+    loop = asyncio.new_event_loop()
+    try:
+        for _ in range(rounds):
+            ours, theirs = socket.socketpair()
+            with ours, theirs:
+                _renew_selector(loop)
+                send_frame(ours, WARM_UP_JOB)
+                job = receive_frame(theirs, _job_decoder)
+                send_frame(theirs, _execute(job, theirs, loop))
+                ours.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    while ours.recv(1 << 16):
+                        pass
+    finally:
+        loop.close()
 
 
 def run(sock: socket.socket, parent_pid: int) -> None:

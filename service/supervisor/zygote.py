@@ -215,6 +215,7 @@ def main(argv: list[str]) -> None:
 
     handlers.load(modules)
     worker.prepare()
+    worker.warm_up()
     # The heap as it is now is what every worker shares: keep the collector of every child (and ours)
     # from walking it, and so from writing to (and copying) its pages.
     gc.collect()

@@ -60,3 +60,12 @@ def test_without_a_template_a_worker_builds_its_own_loop() -> None:
         assert loop.run_until_complete(asyncio.sleep(0, result=7)) == 7
     finally:
         loop.close()
+
+
+def test_the_zygote_warm_up_runs_the_builtin_job_and_leaves_nothing_open() -> None:
+    from service import handlers
+
+    handlers.load()
+    before = set(os.listdir("/proc/self/fd"))
+    worker.warm_up(rounds=3)
+    assert set(os.listdir("/proc/self/fd")) == before
