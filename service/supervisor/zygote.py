@@ -69,13 +69,15 @@ class ZygoteLink:
 
     def spawn(self, count: int) -> None:
         """Ask for `count` more spares; each arrives as a `WorkerForked`. Raises ZygoteGone."""
-        try:
-            self.sock.send(_encoder.encode(SpawnWorkers(count)))
-        except BlockingIOError:  # its queue is full of requests it has not read yet: wait for room
-            select.select([], [self.sock], [])
-            self.spawn(count)
-        except OSError as exc:
-            raise ZygoteGone(str(exc)) from exc
+        packet = _encoder.encode(SpawnWorkers(count))
+        while True:
+            try:
+                self.sock.send(packet)
+                return
+            except BlockingIOError:  # its queue is full of requests it has not read yet: wait for room
+                select.select([], [self.sock], [])
+            except OSError as exc:
+                raise ZygoteGone(str(exc)) from exc
 
     def receive(self) -> list[tuple[Any, list[int]]]:
         """Every message waiting now, each with the descriptors it carried. Raises ZygoteGone at EOF."""
