@@ -7,6 +7,8 @@ Links (all length-prefixed msgpack frames, see `service.transport`):
 * supervisor -> scheduler: `SupervisorHello`, `AttemptStarted`, `AttemptFinished`, `HandlerLog`.
 * scheduler -> supervisor: `RunJob`, `KillJob`, `Ack`.
 * supervisor <-> worker: `WorkerJob` down, `WorkerLog` and `WorkerResult` up.
+* supervisor <-> zygote (a SOCK_SEQPACKET pair, one message per packet): `SpawnWorkers` down;
+  `ZygoteReady`, `WorkerForked` (with the worker's descriptors attached, SCM_RIGHTS) and `WorkersExited` up.
 
 Times are seconds since the epoch (floats): the wire carries no datetime objects.
 """
@@ -257,6 +259,35 @@ class WorkerResult(Message):
 
 
 WorkerToSupervisor = WorkerLog | WorkerResult
+
+# --------------------------------------------------------------------------------------------------------------
+# supervisor <-> zygote
+
+
+class SpawnWorkers(Message):
+    count: int
+
+
+class ZygoteReady(Message):
+    """Its imports are done: `rss` is what every worker it forks holds before its handler allocates."""
+
+    pid: int
+    rss: int
+
+
+class WorkerForked(Message):
+    """A new spare; its socket, stdout and stderr read ends and a pidfd travel with this packet."""
+
+    pid: int
+
+
+class WorkersExited(Message):
+    """Children the zygote reaped: (pid, exit code as from `os.waitstatus_to_exitcode`)."""
+
+    exits: list[tuple[int, int]]
+
+
+ZygoteToSupervisor = ZygoteReady | WorkerForked | WorkersExited
 
 # Everything the scheduler's socket can receive, from either kind of client.
 ToScheduler = ApiToScheduler | SupervisorToScheduler

@@ -1,25 +1,26 @@
 """The supervisor actor: a single-threaded select loop that owns every worker process.
 
 It receives `RunJob` and `KillJob` from the scheduler, hands each attempt to a pre-forked spare worker
-(forking the next spare when idle, so a start costs no fork on the latency path), watches every worker
-through a pidfd (not its pipe alone), enforces deadlines by SIGTERM then SIGKILL after a grace, and
-reports `AttemptStarted` / `AttemptFinished` back. Finished reports stay in an outbox until the scheduler
-acknowledges them after its commit, and are re-sent after a reconnect: a result is never lost between
-the two actors.
+(asking the zygote for the next spares ahead of need, so a start costs no fork on the latency path),
+signals every worker through a pidfd (never a pid that may have been reused), enforces deadlines by
+SIGTERM then SIGKILL after a grace, and reports `AttemptStarted` / `AttemptFinished` back. Finished
+reports stay in an outbox until the scheduler acknowledges them after its commit, and are re-sent after a
+reconnect: a result is never lost between the two actors.
 
-Single-threaded on purpose: forking a process that has other threads is unsafe.
+The supervisor never forks a worker itself: the zygote (`zygote.py`) does, hands over the worker's
+descriptors, reaps it and reports its exit code. A zygote that dies takes its workers with it; the
+supervisor waits until each is gone, reports the attempts that had no result as crashed, and starts a
+new zygote, keeping its outbox and its scheduler link.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import selectors
 import signal
 import socket
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -40,14 +41,18 @@ from service.protocol import (
     SupervisorHello,
     SupervisorStats,
     SupervisorStopping,
+    WorkerForked,
     WorkerJob,
     WorkerLog,
     WorkerResult,
+    WorkersExited,
     WorkerToSupervisor,
+    ZygoteReady,
 )
 from service.settings import Settings
-from service.supervisor import memory, worker
-from service.supervisor.outcome import classify
+from service.supervisor import memory
+from service.supervisor.outcome import classify, describe_unstarted
+from service.supervisor.zygote import FDS_PER_WORKER, ZygoteGone, ZygoteLink
 from service.transport import FrameBuffer, send_frame
 
 log = logging.getLogger("taskq.supervisor")
@@ -55,6 +60,8 @@ log = logging.getLogger("taskq.supervisor")
 RECONNECT_SECONDS = 0.1
 MEMORY_CHECK_SECONDS = 0.1
 STATS_SECONDS = 1.0
+ZYGOTE_RESTART_SECONDS = 0.5  # before replacing a zygote that died unready, doubled while none gets ready
+ZYGOTE_RESTART_MAX_SECONDS = 10.0
 
 
 @dataclass(eq=False)
@@ -77,6 +84,7 @@ class Worker:
     runs: int = 0  # attempts it has finished
     reported: bool = False
     exited: bool = False
+    orphaned: bool = False  # its zygote died: its pidfd, not the zygote, tells when it is gone
 
 
 class Supervisor:
@@ -89,6 +97,14 @@ class Supervisor:
         self.pid = os.getpid()
         self.selector = selectors.DefaultSelector()
         self.spares: deque[Worker] = deque()  # fresh forks that have run nothing yet
+        self.workers: dict[int, Worker] = {}  # every live worker by pid, for the zygote's exit reports
+        # Attempts that arrived when no spare was at hand: each takes the next worker the zygote forks.
+        self.waiting: dict[tuple[str, int], RunJob] = {}
+        self.zygote: ZygoteLink | None = None
+        self.requested = 0  # spares asked of the current zygote and not yet received
+        self.next_zygote = 0.0  # monotonic time to start a zygote at, when there is none
+        self.zygote_ready = False
+        self.zygote_failures = 0  # zygotes in a row that died before they were ready
         # Workers that ran attempts of a reuse_worker type and may run more of those, never of other types.
         self.reused: deque[Worker] = deque()
         self.busy: dict[tuple[str, int], Worker] = {}
@@ -101,7 +117,8 @@ class Supervisor:
         self.stop_deadline = 0.0
         self._wake_r, self._wake_w = socket.socketpair()
         self.next_memory_check = 0.0
-        # What an idle worker holds before its handler allocates anything: the forked interpreter.
+        # What an idle worker holds before its handler allocates anything: the forked interpreter. The
+        # zygote reports its own when it is ready; ours is close, and stands in until then.
         self.baseline_rss = memory.resident_bytes(os.getpid()) or 0
 
     # ---------------------------------------------------------------------------------------------- loop
@@ -114,32 +131,33 @@ class Supervisor:
         self.selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
         while True:
             now = time.monotonic()
+            if self.zygote is None and now >= self.next_zygote and not self.stopping:
+                self._start_zygote()
             if self.conn is None and now >= self.next_connect:
                 self._connect()
             self._enforce_deadlines(now)
             if now >= self.next_stats and self.conn is not None:
                 self.next_stats = now + STATS_SECONDS
                 self._send(SupervisorStats(self.forks, len(self.spares), len(self.busy), self.restarts))
+            if self.stopping:  # handed back unused: here, not in the signal handler, which may interrupt a walk
+                for job in list(self.waiting.values()):
+                    self._drop_waiting(job, Outcome.INTERRUPTED)
             if self.stopping and (
                 (not self.busy and (not self.outbox or self.conn is None)) or now >= self.stop_deadline
             ):
                 break
-            short_of_spares = (
-                not self.stopping and self.conn is not None and len(self.spares) < self.settings.spare_workers
-            )
-            # Forking a spare waits until nothing else is ready: a start never queues behind a fork.
-            ready = self.selector.select(0 if short_of_spares else self._timeout(now))
-            for key, _ in ready:
+            self._request_spares()
+            for key, _ in self.selector.select(self._timeout(now)):
                 callback: Callable[[], None] = key.data
                 callback()
-            if short_of_spares and not ready:
-                self._add_spare()
         self._shutdown()
 
     def _timeout(self, now: float) -> float:
         moments = [now + 1.0, self.next_stats]
         if self.conn is None:
             moments.append(self.next_connect)
+        if self.zygote is None:
+            moments.append(self.next_zygote)
         for w in self.busy.values():
             if w.kill_reason is None and w.deadline is not None:
                 moments.append(w.deadline)
@@ -181,7 +199,7 @@ class Supervisor:
         self.conn_frames = FrameBuffer(SchedulerToSupervisor)
         # Attempts still running, and those that ended but whose report is not yet acknowledged: the
         # reports follow this Hello, so the scheduler must not declare those attempts lost.
-        owned = [*self.busy, *((r.job_id, r.attempt) for r in self.outbox.values())]
+        owned = [*self.busy, *self.waiting, *((r.job_id, r.attempt) for r in self.outbox.values())]
         running = [AttemptRef(job_id, attempt) for job_id, attempt in owned]
         self._send(SupervisorHello(self.pid, running))
         for seq in sorted(self.outbox):
@@ -224,57 +242,134 @@ class Supervisor:
             if isinstance(message, RunJob):
                 self._start(message)
             elif isinstance(message, KillJob):
-                target = self.busy.get((message.job_id, message.attempt))
+                key = (message.job_id, message.attempt)
+                target = self.busy.get(key)
                 if target is not None:
                     self._kill(target, message.outcome)
+                elif key in self.waiting:
+                    self._drop_waiting(self.waiting[key], message.outcome)
             elif isinstance(message, Ack):
                 for seq in message.seqs:
                     self.outbox.pop(seq, None)
 
     # ------------------------------------------------------------------------------------------- workers
 
-    def _add_spare(self) -> None:
-        self.spares.append(self._fork())
+    def _start_zygote(self) -> None:
+        try:
+            self.zygote = ZygoteLink(self.settings.handlers)
+        except OSError as exc:
+            log.error("cannot start the zygote: %s", exc)
+            self.next_zygote = time.monotonic() + ZYGOTE_RESTART_SECONDS
+            return
+        self.requested = 0
+        self.zygote_ready = False
+        self.selector.register(self.zygote.sock, selectors.EVENT_READ, self._on_zygote)
 
-    def _fork(self) -> Worker:
-        parent_end, child_end = socket.socketpair()
-        # The worker's stdout and stderr land in the job's logs, through a pipe each.
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the worker
-            code = 0
-            # The supervisor's objects are never collected in the worker: freezing them keeps the worker's
-            # garbage collector from touching (and so copying) the pages it shares with the supervisor.
-            gc.freeze()
-            try:
-                parent_end.close()
-                os.close(out_r)
-                os.close(err_r)
-                os.dup2(out_w, 1)
-                os.dup2(err_w, 2)
-                os.close(out_w)
-                os.close(err_w)
-                self._close_inherited()
-                worker.run(child_end, self.pid)
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
+    def _request_spares(self) -> None:
+        """Keep `spare_workers` spares at hand, plus one for each attempt that waits for a worker."""
+        if self.zygote is None:
+            return
+        wanted = len(self.waiting)
+        if not self.stopping and self.conn is not None:
+            wanted += self.settings.spare_workers
+        missing = wanted - len(self.spares) - self.requested
+        if missing <= 0:
+            return
+        try:
+            self.zygote.spawn(missing)
+        except ZygoteGone:
+            self._zygote_lost()
+            return
+        self.requested += missing
+
+    def _on_zygote(self) -> None:
+        assert self.zygote is not None
+        try:
+            messages = self.zygote.receive()
+        except ZygoteGone:
+            messages = None
+        for message, fds in messages or ():
+            if isinstance(message, WorkerForked) and len(fds) == FDS_PER_WORKER:
+                self.requested = max(0, self.requested - 1)
+                self._add_worker(message.pid, fds)
+            elif isinstance(message, WorkersExited):
+                for pid, exit_code in message.exits:
+                    if (w := self.workers.get(pid)) is not None:
+                        self._on_worker_exit(w, exit_code)
+            elif isinstance(message, ZygoteReady):
+                self.baseline_rss = message.rss
+                self.zygote_ready = True
+                self.zygote_failures = 0
+                log.info("zygote %d ready (%d MB resident)", message.pid, message.rss >> 20)
+            else:  # not ours to keep
+                for fd in fds:
+                    os.close(fd)
+        if messages is None:
+            self._zygote_lost()
+
+    def _add_worker(self, pid: int, fds: list[int]) -> None:
+        sock_fd, out_r, err_r, pidfd = fds
         self.forks += 1
-        child_end.close()
-        os.close(out_w)
-        os.close(err_w)
-        parent_end.setblocking(False)
-        w = Worker(pid=pid, sock=parent_end, pidfd=os.pidfd_open(pid), output={out_r: "info", err_r: "warning"})
+        sock = socket.socket(fileno=sock_fd)
+        sock.setblocking(False)
+        w = Worker(pid=pid, sock=sock, pidfd=pidfd, output={out_r: "info", err_r: "warning"})
+        self.workers[pid] = w
         self.selector.register(w.sock, selectors.EVENT_READ, lambda: self._on_worker_data(w))
-        self.selector.register(w.pidfd, selectors.EVENT_READ, lambda: self._on_worker_exit(w))
         for fd in w.output:
             os.set_blocking(fd, False)
             self.selector.register(fd, selectors.EVENT_READ, lambda fd=fd: self._on_worker_output(w, fd))
-        return w
+        if self.waiting:
+            key = next(iter(self.waiting))
+            self._assign(w, self.waiting.pop(key))
+        else:
+            self.spares.append(w)
+
+    def _zygote_lost(self) -> None:
+        """The zygote died, and each of its workers with it (PR_SET_PDEATHSIG). Idle ones are let go at
+        once; a busy one is reported only once its pidfd says it is gone, so that its retry can never run
+        beside it. A result it sent before it died still counts."""
+        assert self.zygote is not None
+        zygote, self.zygote = self.zygote, None
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(zygote.sock)
+        code = zygote.close()
+        if not self.zygote_ready:  # it cannot start (a handler module fails to import there?): back off
+            self.zygote_failures += 1
+        delay = 0.0  # one that was serving is replaced at once: attempts wait for its first workers
+        if self.zygote_failures:
+            delay = min(ZYGOTE_RESTART_SECONDS * 2 ** (self.zygote_failures - 1), ZYGOTE_RESTART_MAX_SECONDS)
+        log.error("the zygote (pid %d) died with exit code %s; a new one in %.1f s", zygote.pid, code, delay)
+        self.next_zygote = time.monotonic() + delay
+        self.requested = 0
+        for w in [*self.spares, *self.reused]:
+            self._release(w)
+        self.spares.clear()
+        self.reused.clear()
+        for w in list(self.workers.values()):
+            if not w.orphaned:
+                w.orphaned = True
+                self.selector.register(w.pidfd, selectors.EVENT_READ, lambda w=w: self._on_orphan_exit(w))
+
+    def _on_orphan_exit(self, w: Worker) -> None:
+        # Killed by SIGKILL with its parent, unless it ended on its own just before: the zygote that knew
+        # its exit code is gone.
+        self._on_worker_exit(w, -signal.SIGKILL)
+
+    def _release(self, w: Worker) -> None:
+        """Let go of an idle worker's descriptors (it exits when its socket closes, or died already)."""
+        for fd in list(w.output):
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(fd)
+            os.close(fd)
+        w.output.clear()
+        if w.sock_open:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(w.sock)
+            w.sock_open = False
+        w.sock.close()
+        os.close(w.pidfd)
+        w.pidfd = -1
+        self.workers.pop(w.pid, None)
 
     def _on_worker_output(self, w: Worker, fd: int) -> None:
         if fd not in w.output:  # already drained and closed at the worker's exit
@@ -321,46 +416,36 @@ class Supervisor:
         w.log_lines += 1
         self._send(HandlerLog(w.job.job_id, w.job.attempt, level, storable(message), at))
 
-    def _close_inherited(self) -> None:
-        """In a fresh worker: let go of every descriptor of the supervisor's (through its owner, so
-        that no object later closes a number the worker has reused)."""
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        self.selector.close()
-        for sock in (self._wake_r, self._wake_w, self.conn):
-            if sock is not None:
-                sock.close()
-        for w in (*self.spares, *self.reused, *self.busy.values()):
-            w.sock.close()
-            os.close(w.pidfd)
-            for fd in w.output:
-                os.close(fd)
-
     def _start(self, job: RunJob) -> None:
         key = (job.job_id, job.attempt)
-        if key in self.busy:
+        if key in self.busy or key in self.waiting:
             return  # a duplicate
         if self.stopping:  # sent before the scheduler heard we are stopping: hand it back unused
             self._report(job, Outcome.INTERRUPTED, "the supervisor is stopping", None)
             return
-        reuse = handlers.reuses_worker(job.type)
-        w = self._take_worker(reuse)
+        if handlers.reuses_worker(job.type) and self.reused:
+            self._assign(self.reused.popleft(), job)
+        elif self.spares:
+            self._assign(self.spares.popleft(), job)
+        else:  # the next worker the zygote forks is this attempt's
+            self.waiting[key] = job
+            self._request_spares()
+
+    def _assign(self, w: Worker, job: RunJob) -> None:
         w.job = job
-        w.reuse = reuse
+        w.reuse = handlers.reuses_worker(job.type)
         if job.timeout_seconds is not None:
             w.deadline = time.monotonic() + job.timeout_seconds
-        self.busy[key] = w
-        # If the worker is already gone, its pidfd reports the crash.
+        self.busy[(job.job_id, job.attempt)] = w
+        # If the worker is already gone, the zygote's exit report says how.
         with contextlib.suppress(OSError):
             send_frame(w.sock, WorkerJob(job.job_id, job.attempt, job.type, job.payload, reuse=w.reuse))
         self._send(AttemptStarted(job.job_id, job.attempt, w.pid, time.time()))
 
-    def _take_worker(self, reuse: bool) -> Worker:
-        """A reused worker for a reusable type if one waits; else a fresh spare; else a fork right now."""
-        if reuse and self.reused:
-            return self.reused.popleft()
-        return self.spares.popleft() if self.spares else self._fork()
+    def _drop_waiting(self, job: RunJob, reason: Outcome) -> None:
+        """An attempt killed before any worker took it: it never ran."""
+        del self.waiting[(job.job_id, job.attempt)]
+        self._report(job, reason, describe_unstarted(reason), None)
 
     def _on_worker_data(self, w: Worker) -> None:
         if not w.sock_open:  # its exit, handled earlier in this same batch of events, closed it
@@ -390,10 +475,11 @@ class Supervisor:
             elif isinstance(message, WorkerLog):
                 self._handler_log(w, message.level, message.message, message.at)
 
-    def _on_worker_exit(self, w: Worker) -> None:
+    def _on_worker_exit(self, w: Worker, exit_code: int) -> None:
         if w.exited:
             return
         w.exited = True
+        self.workers.pop(w.pid, None)
         while w.sock_open:  # the result may still sit in the socket
             try:
                 data = w.sock.recv(1 << 16)
@@ -408,10 +494,10 @@ class Supervisor:
         for fd in list(w.output):
             self._close_output(w, fd)
         self._report_dropped(w)
-        self.selector.unregister(w.pidfd)
+        if w.orphaned:
+            self.selector.unregister(w.pidfd)
         os.close(w.pidfd)
-        _, status = os.waitpid(w.pid, 0)
-        exit_code = os.waitstatus_to_exitcode(status)
+        w.pidfd = -1  # its number may be reused at once: no signal may reach it through this one
         if w.job is None:
             for pool in (self.spares, self.reused):
                 if w in pool:
@@ -481,7 +567,7 @@ class Supervisor:
             return
         w.kill_reason = reason
         w.escalate_at = time.monotonic() + self.settings.kill_grace_seconds
-        _signal(w.pid, signal.SIGTERM)
+        _signal(w, signal.SIGTERM)
 
     def _enforce_deadlines(self, now: float) -> None:
         check_memory = now >= self.next_memory_check
@@ -504,11 +590,13 @@ class Supervisor:
                 self._kill(w, Outcome.TIMED_OUT)
             if w.escalate_at is not None and now >= w.escalate_at:
                 w.escalate_at = None
-                _signal(w.pid, signal.SIGKILL)
+                _signal(w, signal.SIGKILL)
 
     def _shutdown(self) -> None:
-        for w in (*self.spares, *self.reused, *self.busy.values()):
-            _signal(w.pid, signal.SIGKILL)
+        for w in self.workers.values():
+            _signal(w, signal.SIGKILL)
+        if self.zygote is not None:  # its idle spares die with it
+            self.zygote.close()
         if self.conn is not None:
             self.conn.close()
 
@@ -519,9 +607,12 @@ def storable(text: str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
-def _signal(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)
+def _signal(w: Worker, signum: int) -> None:
+    # Through the pidfd: the zygote may have reaped the worker already and its pid been given to another
+    # process, which a kill by pid would hit.
+    if w.pidfd >= 0:
+        with contextlib.suppress(OSError):  # ProcessLookupError included: it is gone already
+            signal.pidfd_send_signal(w.pidfd, signum)
 
 
 def main(settings: Settings, scheduler_socket: str, parent_pid: int, restarts: int = 0) -> None:

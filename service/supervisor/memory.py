@@ -1,9 +1,10 @@
 """Memory limits of workers: declared `memory_mb` means something.
 
-A worker is forked from the supervisor, so its resident set starts at the supervisor's (the imported
-interpreter and handlers, shared copy-on-write). The limit is what the job declared plus a margin, on
-top of that baseline: `memory_mb × (1 + MARGIN) + baseline`. The supervisor samples each busy worker's
-resident set every 100 ms from /proc and kills one above its limit (outcome `memory_exceeded`).
+A worker is forked from the zygote, so its resident set starts at the zygote's (the imported interpreter
+and handlers, shared copy-on-write), which the zygote reports when it is ready. The limit is what the job
+declared plus a margin, on top of that baseline: `memory_mb × (1 + MARGIN) + baseline`. The supervisor
+samples each busy worker's resident set every 100 ms from /proc and kills one above its limit (outcome
+`memory_exceeded`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@
 | nothing                  | timed_out/cancelled/interrupted/memory_exceeded | any | that reason     |
 | nothing                  | none               | signal or code != 0  | crashed                     |
 | nothing                  | none               | code 0               | crashed (no result)         |
+
+An attempt killed while it still waited for a worker (none was at hand) takes the kill reason as its
+outcome: `describe_unstarted`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ def describe_exit(exit_code: int) -> str:
     if exit_code == 0:
         return "worker exited without reporting a result"
     return f"worker exited with code {exit_code} before reporting a result"
+
+
+def describe_unstarted(reason: Outcome) -> str:
+    return {
+        Outcome.TIMED_OUT: "timed out",
+        Outcome.CANCELLED: "cancelled",
+        Outcome.INTERRUPTED: "interrupted by shutdown",
+        Outcome.MEMORY_EXCEEDED: "memory limit exceeded",
+    }.get(reason, reason.value) + " before a worker took it"
 
 
 def _kill_message(reason: Outcome, exit_code: int) -> str:

@@ -1,8 +1,8 @@
 """The worker: the body of one forked process that runs one job attempt, then exits (or, for a job type
 registered with `reuse_worker=True`, waits for the next attempt the supervisor hands it).
 
-It is forked from the supervisor, which has already imported every handler, so a start costs a fork
-(and with a warm spare, not even that). It waits for its `WorkerJob`, runs the handler under a fresh
+It is forked from the zygote (`zygote.py`), which has already imported every handler, so a start costs a
+fork (and with a warm spare, not even that). It waits for its `WorkerJob`, runs the handler under a fresh
 event loop, sends back one `WorkerResult` and leaves with `os._exit`, skipping the parent's atexit
 hooks and buffers that it inherited.
 """
@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import selectors
 import signal
 import socket
 import sys
@@ -44,15 +45,81 @@ class _PipeHandler(logging.Handler):
             send_frame(self._sock, WorkerLog(record.levelname.lower(), self.format(record), record.created))
 
 
-def run(sock: socket.socket, supervisor_pid: int) -> None:
-    """Entry point in the forked child; never returns normally (the caller `_exit`s)."""
-    die_with_parent(supervisor_pid)
-    name_process("worker (spare)")
-    # Everything a job needs is made while the worker is still a spare, off the path of a start.
+_template_loop: asyncio.AbstractEventLoop | None = None  # made in the zygote, adopted by each worker
+
+
+def prepare() -> None:
+    """In the zygote, once: what every worker would otherwise set up for itself after each fork. In a
+    forked child every object it builds or first touches costs page faults (copy-on-write), about as
+    much as the fork itself: an event loop built after the fork cost more than the whole handler."""
+    global _template_loop
     for stream in (sys.stdout, sys.stderr):  # pipes to the supervisor: line-buffered, each line as written
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(line_buffering=True)
+    # A job's log record needs only its message and level (see _PipeHandler): no caller lookup (a walk
+    # up the stack), no thread, process or multiprocessing names.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    _template_loop = asyncio.new_event_loop()
+
+
+def _own_loop() -> asyncio.AbstractEventLoop:
+    """The zygote's event loop object, with a selector and a self-pipe of this process's own: the ones
+    it was built with are shared with the zygote and every sibling (an epoll set and a socketpair survive
+    a fork), so a wakeup meant for this worker could reach another. Private attributes of asyncio's
+    selector loop (CPython 3.11-3.13): anything else gets a loop built here."""
+    loop = _template_loop
+    if loop is None or not all(hasattr(loop, name) for name in _LOOP_INTERNALS):
+        return asyncio.new_event_loop()
+    _renew_selector(loop)
+    return loop
+
+
+def _renew_selector(loop: asyncio.AbstractEventLoop) -> None:
+    inherited = loop._selector  # type: ignore[attr-defined]
+    loop._selector = selectors.DefaultSelector()  # type: ignore[attr-defined]
+    inherited.close()  # our descriptor only: the epoll set itself lives on in the zygote
+    loop._ssock.close()  # type: ignore[attr-defined]
+    loop._csock.close()  # type: ignore[attr-defined]
+    loop._internal_fds -= 1  # type: ignore[attr-defined]
+    loop._make_self_pipe()  # type: ignore[attr-defined]
+
+
+_LOOP_INTERNALS = ("_selector", "_ssock", "_csock", "_internal_fds", "_make_self_pipe")
+
+WARM_UP_JOB = WorkerJob("warm-up", 1, "quick_task", {"duration_seconds": 0})
+
+
+def warm_up(rounds: int = 20) -> None:
+    """In the zygote, before it forks: run a built-in job through the worker's own path a few times.
+    CPython 3.11 rewrites a function's bytecode in place as it runs (quickening, specialisation); done
+    here, every worker inherits code that is already rewritten instead of copying each page of it on
+    first use. Only the built-in handler runs: a user's handler never runs outside a job."""
     loop = asyncio.new_event_loop()
+    try:
+        for _ in range(rounds):
+            ours, theirs = socket.socketpair()
+            with ours, theirs:
+                _renew_selector(loop)
+                send_frame(ours, WARM_UP_JOB)
+                job = receive_frame(theirs, _job_decoder)
+                send_frame(theirs, _execute(job, theirs, loop))
+                ours.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    while ours.recv(1 << 16):
+                        pass
+    finally:
+        loop.close()
+
+
+def run(sock: socket.socket, parent_pid: int) -> None:
+    """Entry point in the forked child; never returns normally (the caller `_exit`s)."""
+    die_with_parent(parent_pid)
+    name_process("worker (spare)")
+    # Everything a job needs is made while the worker is still a spare, off the path of a start.
+    loop = _own_loop()
     asyncio.set_event_loop(loop)
     sock.setblocking(True)
     while True:

@@ -6,7 +6,7 @@ import pytest
 
 from service.model import Outcome
 from service.protocol import WorkerResult
-from service.supervisor.outcome import classify
+from service.supervisor.outcome import classify, describe_unstarted
 
 OK = WorkerResult(ok=True, result={"rows": 3})
 PERMANENT = WorkerResult(ok=False, error="PermanentError: the invoice does not exist", permanent=True)
@@ -94,3 +94,15 @@ def test_classify_decides_the_outcome_and_error_of_an_attempt(
         assert not missing, f"{got_error!r} does not mention {missing}"
     else:
         assert got_error == error
+
+
+@pytest.mark.parametrize(
+    ("reason", "error"),
+    [
+        (Outcome.CANCELLED, "cancelled before a worker took it"),
+        (Outcome.INTERRUPTED, "interrupted by shutdown before a worker took it"),
+        (Outcome.TIMED_OUT, "timed out before a worker took it"),
+    ],
+)
+def test_an_attempt_killed_while_it_waited_for_a_worker_says_so(reason: Outcome, error: str) -> None:
+    assert describe_unstarted(reason) == error

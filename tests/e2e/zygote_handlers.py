@@ -1,0 +1,17 @@
+"""A user handler module (TASKQ_HANDLERS=tests.e2e.zygote_handlers) for test_zygote: it reports what its
+worker process looks like from the inside."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from service.handlers import JobContext, job_type
+
+
+@job_type("zygote_probe")
+async def probe(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+    # A thread's result comes back through the loop's self-pipe: it must be this worker's own.
+    pid = await asyncio.to_thread(os.getpid)
+    return {"pid": pid, "ppid": os.getppid(), "fds": len(os.listdir("/proc/self/fd"))}
