@@ -132,7 +132,12 @@ class FrameBuffer(Generic[T]):
 
 def send_frame(sock: socket.socket, message: Any) -> None:
     """Blocking send of one frame (the socket may be non-blocking: then it waits for room)."""
-    data = memoryview(encode_frame(message))
+    send_bytes(sock, encode_frame(message))
+
+
+def send_bytes(sock: socket.socket, payload: bytes) -> None:
+    """Blocking send of encoded frames (the socket may be non-blocking: then it waits for room)."""
+    data = memoryview(payload)
     while data:
         try:
             sent = sock.send(data)

@@ -53,7 +53,7 @@ from service.settings import Settings
 from service.supervisor import memory
 from service.supervisor.outcome import classify, describe_unstarted
 from service.supervisor.zygote import FDS_PER_WORKER, ZygoteGone, ZygoteLink
-from service.transport import FrameBuffer, send_frame
+from service.transport import FrameBuffer, encode_frame, send_bytes, send_frame
 
 log = logging.getLogger("taskq.supervisor")
 
@@ -112,6 +112,7 @@ class Supervisor:
         self.next_seq = 1
         self.conn: socket.socket | None = None
         self.conn_frames: FrameBuffer[SchedulerToSupervisor] = FrameBuffer(SchedulerToSupervisor)
+        self.outgoing: list[bytes] = []  # encoded frames for the scheduler, written by _flush
         self.next_connect = 0.0
         self.stopping = False
         self.stop_deadline = 0.0
@@ -145,8 +146,10 @@ class Supervisor:
             if self.stopping and (
                 (not self.busy and (not self.outbox or self.conn is None)) or now >= self.stop_deadline
             ):
+                self._flush()
                 break
             self._request_spares()
+            self._flush()
             for key, _ in self.selector.select(self._timeout(now)):
                 callback: Callable[[], None] = key.data
                 callback()
@@ -210,14 +213,26 @@ class Supervisor:
         log.info("connected to the scheduler, %d attempts running, %d reports re-sent", len(running), len(self.outbox))
 
     def _send(self, message: object) -> None:
+        """Queue a frame for the scheduler; `_flush` writes the queue once per pass of the loop, so that a
+        burst of starts and results costs one system call, not one per frame."""
+        if self.conn is not None:
+            self.outgoing.append(encode_frame(message))
+
+    def _flush(self) -> None:
+        if not self.outgoing:
+            return
+        # Swap first, join after: a frame the SIGTERM handler queues meanwhile lands in one list or the other.
+        queued, self.outgoing = self.outgoing, []
         if self.conn is None:
             return
+        data = b"".join(queued)
         try:
-            send_frame(self.conn, message)
+            send_bytes(self.conn, data)
         except OSError:
             self._disconnect()
 
     def _disconnect(self) -> None:
+        self.outgoing = []  # what the next connection needs, its Hello and the outbox re-send
         if self.conn is None:
             return
         with contextlib.suppress(KeyError, ValueError):
@@ -466,6 +481,12 @@ class Supervisor:
         for message in w.frames.feed(data):
             if isinstance(message, WorkerResult):
                 w.result = message
+                # The worker flushed stdout and stderr before it sent its result, so the pipes hold all
+                # of this attempt's output: its lines (and the count of dropped ones) go before the report,
+                # and whoever sees the attempt ended sees its whole log.
+                for fd in list(w.output):
+                    self._drain_output(w, fd)
+                self._report_dropped(w)
                 # The attempt is over when the handler's result is in: report now, not when the process
                 # has finished exiting, so the next job need not wait for the teardown.
                 self._end_attempt(w, exit_code=0)
@@ -522,11 +543,7 @@ class Supervisor:
         """A reusable worker whose attempt ended cleanly waits for the next attempt of a reusable type, first
         in line (its pages are warm); one that was killed, has run `REUSE_LIMIT` attempts, or is not
         needed retires. It never runs an attempt of a type without reuse_worker: those get a fresh fork."""
-        w.runs += 1
-        # The worker flushed stdout and stderr before it sent its result: what they hold is this attempt's.
-        for fd in w.output:
-            self._drain_output(w, fd)
-        self._report_dropped(w)
+        w.runs += 1  # its output was drained when its result arrived (_take_frames)
         keep = (
             w.kill_reason is None
             and not self.stopping
