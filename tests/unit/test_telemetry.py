@@ -1,5 +1,6 @@
-"""Telemetry records into plain dictionaries and renders them at scrape time as the Prometheus text the
-OpenTelemetry exporter produced: same names, units, labels and bucket boundaries."""
+"""Telemetry records into plain dictionaries, hands the figures to the OpenTelemetry SDK in bulk at scrape
+time and renders what the OpenTelemetry Prometheus exporter produces: names, units, labels and bucket
+boundaries."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from service.telemetry import CATALOGUE, SECONDS_BUCKETS, Telemetry
+from service.telemetry import CATALOGUE, FLUSH_AT, SECONDS_BUCKETS, Telemetry
 
 
 def samples(telemetry: Telemetry) -> list[Sample]:
@@ -95,3 +96,13 @@ def test_a_metric_of_another_actor_is_refused() -> None:
     telemetry = Telemetry("api")
     with pytest.raises(KeyError):
         telemetry.add("taskq_jobs_started", type="x", priority="high", backfilled="false")
+
+
+def test_a_histogram_buffer_is_fed_to_opentelemetry_when_full_without_a_scrape() -> None:
+    telemetry = Telemetry("api")
+    for _ in range(FLUSH_AT + 5):
+        telemetry.record("taskq_submit_commit_duration", 0.002)
+    assert len(telemetry._histograms["taskq_submit_commit_duration"][()]) == 5  # the rest is in the SDK
+    assert one(samples(telemetry), "taskq_submit_commit_duration_seconds_count") == FLUSH_AT + 5
+    telemetry.record("taskq_submit_commit_duration", 0.002)
+    assert one(samples(telemetry), "taskq_submit_commit_duration_seconds_count") == FLUSH_AT + 6  # cumulative
