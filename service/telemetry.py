@@ -118,7 +118,7 @@ Callback = Callable[[], Iterable[tuple[float, dict[str, Any]]]]
 
 Labels = tuple[tuple[str, Any], ...]  # the keyword arguments of one call, in their order
 
-FLUSH_AT = 1024  # values of one histogram series buffered at most: then fed to OpenTelemetry (~6 ms) without a scrape
+FLUSH_AT = 256  # values of one histogram series buffered at most: then fed to OpenTelemetry (~1.5 ms), scrape or not
 
 
 class Telemetry:
