@@ -10,7 +10,7 @@ import psutil
 from .database import PgServer
 from .service_proc import ServiceProcess
 
-ROLES = ("api", "scheduler", "supervisor", "workers", "postgresql", "root", "other")
+ROLES = ("api", "scheduler", "supervisor", "zygote", "workers", "postgresql", "root", "other")
 
 
 def _client_cpu() -> float:

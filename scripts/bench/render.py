@@ -18,7 +18,7 @@ from .render_spec import render_core, render_perf, render_scenarios
 from .results import Add, Run, us
 from .submit_rates import BATCH_SECONDS, CONCURRENT_SECONDS, SEQUENTIAL_WARMUP
 
-CPU_ROLES = ("api", "scheduler", "supervisor", "workers", "postgresql")
+CPU_ROLES = ("api", "scheduler", "supervisor", "zygote", "workers", "postgresql")
 
 
 def cpu_row(name: str, jobs: int, cpu: dict[str, float]) -> list[str]:

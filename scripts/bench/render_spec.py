@@ -82,7 +82,7 @@ def render_perf(run: Run, add: Add, n_cpu: int) -> None:
         "in every process that maps them, so the total overstates the real footprint. Database size is "
         "`pg_database_size`.\n"
     )
-    roles = ["root", "scheduler", "supervisor", "api", "workers", "other"]
+    roles = ["root", "scheduler", "supervisor", "zygote", "api", "workers", "other"]
     roles = [r for r in roles if any(v.get(r, 0) for v in perf.rss.values())]
     add(
         table(

@@ -23,7 +23,7 @@ from .common import ROOT, free_port, wait_until
 class ServiceProcess:
     """`python -m service serve` in its own session, stopped by SIGTERM to its pid."""
 
-    ROLES = ("root", "scheduler", "supervisor", "api", "workers", "other")
+    ROLES = ("root", "scheduler", "supervisor", "zygote", "api", "workers", "other")
 
     def __init__(self, database_url: str, log_path: Path, capacity: dict[str, int]) -> None:
         self.port = free_port()
@@ -97,7 +97,7 @@ class ServiceProcess:
             return "other"
         if cmd.startswith("taskq: worker"):
             return "workers"
-        for role in ("scheduler", "supervisor", "api"):
+        for role in ("scheduler", "supervisor", "zygote", "api"):
             if cmd.startswith(f"taskq: {role}"):
                 return role
         return "other"
@@ -112,14 +112,16 @@ class ServiceProcess:
         return out
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds by role; reaped workers are in the supervisor's children times."""
+        """CPU seconds by role; reaped workers are in the children times of the zygote that forked them."""
         out = dict.fromkeys(self.ROLES, 0.0)
         for proc in self.tree():
             with contextlib.suppress(psutil.Error):
                 role = self.role(proc)
                 t = proc.cpu_times()
                 out[role] += t.user + t.system
-                out["workers" if role == "supervisor" else role] += t.children_user + t.children_system
+                # Reaped children: the zygote's are workers; the supervisor's, its zygotes (a replaced one).
+                reaped = {"zygote": "workers", "supervisor": "zygote"}.get(role, role)
+                out[reaped] += t.children_user + t.children_system
         return out
 
     def stop(self, timeout: float = 60.0) -> None:

@@ -14,7 +14,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -83,6 +83,9 @@ class SubmitBatcher:
         self.link = link
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        # Groups being committed, and a condition to wait until there are none (see _in_order).
+        self._in_flight = 0
+        self._settled = asyncio.Condition()
         self._notices: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
@@ -154,7 +157,7 @@ class SubmitBatcher:
         deps = {dep for item in group for dep in item.submission.depends_on}
         batch_ids = {item.job_id for item in group} if atomic else set()
         started = time.perf_counter()
-        async with self.pool.acquire() as conn:
+        async with self._in_order(wait=bool(deps)), self.pool.acquire() as conn:
             # A transaction only where several statements must commit together.
             transaction = conn.transaction() if deps or atomic else contextlib.nullcontext()
             async with transaction:
@@ -218,6 +221,22 @@ class SubmitBatcher:
             (item, _new_job(item, row, inserted[item.job_id].seq, inserted[item.job_id].created_at))
             for item, row in created
         ]
+
+    @contextlib.asynccontextmanager
+    async def _in_order(self, *, wait: bool) -> AsyncIterator[None]:
+        """Count a group in flight. A group with dependencies first waits for every group already in
+        flight to finish: a dependency submitted just before (its 201 not yet sent) may be in one of them,
+        and the lookup must see it committed, as it did when groups were committed one at a time."""
+        async with self._settled:
+            if wait:
+                await self._settled.wait_for(lambda: self._in_flight == 0)
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            async with self._settled:
+                self._in_flight -= 1
+                self._settled.notify_all()
 
     async def _notify(self, created: list[tuple[_Pending, NewJob]]) -> None:
         """Tell the scheduler; answer each client with its place in line (or without, if it is away)."""
