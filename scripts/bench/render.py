@@ -155,7 +155,8 @@ def render_submission(run: Run, add: Add) -> None:
     add("### CPU per job by process, submission runs\n")
     add(
         "CPU seconds of each process role over the measured window (psutil; `workers` includes reaped workers "
-        "through the supervisor's children times; `postgresql` is the embedded server's postmaster and backends) "
+        "through the zygote's children times, the zygote being the fork server that forks them; `postgresql` is "
+        "the embedded server's postmaster and backends) "
         "divided by the jobs accepted. The load generator is this process plus `wrk` when it ran (a child process).\n"
     )
     add(
