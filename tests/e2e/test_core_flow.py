@@ -15,27 +15,7 @@ from typing import Any
 import psutil
 
 from tests.conftest import Service, wait_until
-
-SCENARIO_1 = [
-    {
-        "type": "send_email",
-        "priority": "normal",
-        "payload": {"to": "user@example.com", "template": "welcome"},
-        "resource_requirements": {"cpu_units": 1, "memory_mb": 128},
-    },
-    {
-        "type": "send_email",
-        "priority": "critical",
-        "payload": {"to": "vip@example.com", "template": "alert"},
-        "resource_requirements": {"cpu_units": 1, "memory_mb": 128},
-    },
-    {
-        "type": "generate_report",
-        "priority": "low",
-        "payload": {"report_type": "daily_summary", "date": "2024-01-15"},
-        "resource_requirements": {"cpu_units": 4, "memory_mb": 2048},
-    },
-]
+from tests.scenarios import scenario_1
 
 
 def started_order(service: Service, job_ids: list[str]) -> list[str]:
@@ -60,7 +40,7 @@ def hold_whole_node(service: Service, seconds: float = 1.0) -> str:
 
 def test_scenario_1_jobs_run_in_priority_order_and_succeed(service: Service) -> None:
     blocker = hold_whole_node(service)
-    jobs = [service.submit(**job) for job in SCENARIO_1]
+    jobs = [service.submit(**job) for job in scenario_1()]
     assert [job["status"] for job in jobs] == ["pending"] * 3
     assert [job["position_in_queue"] for job in jobs] == [0, 0, 2]  # critical jumped ahead of normal
     stats = service.http.get("/stats").json()
