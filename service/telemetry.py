@@ -107,7 +107,7 @@ CATALOGUE: tuple[Metric, ...] = (
         "taskq_scheduler_commit_duration", "histogram", "s", (), "the scheduler's one transaction per turn", "scheduler"
     ),
     Metric("taskq_actor_restarts", "gauge", "{restart}", ("actor",), "times the root restarted an actor", "scheduler"),
-    Metric("taskq_worker_forks", "gauge", "{process}", (), "worker processes forked by the supervisor", "scheduler"),
+    Metric("taskq_worker_forks", "gauge", "{process}", (), "workers forked by the zygote", "scheduler"),
     Metric("taskq_spare_workers", "gauge", "{process}", (), "pre-forked idle workers ready", "scheduler"),
 )
 
