@@ -122,12 +122,21 @@ async def insert_jobs(db: Executor, rows: Sequence[JobRow]) -> list[InsertedJob]
 # and without asyncpg's per-element checks of 17 parameter arrays. A job_id committed by someone else
 # between the check and the COPY raises UniqueViolationError; the caller then redoes the batch with
 # `insert_jobs`, which turns such ids into replays.
-_COPY_JOB_COLUMNS = (
-    "job_id", "seq", "type", "priority", "status", "payload", "cpu_units", "memory_mb", "depends_on",
-    "timeout_seconds", "max_attempts", "backoff_multiplier", "initial_delay_seconds", "max_delay_seconds",
-    "jitter", "run_at", "next_run_at", "ready_at", "finished_at", "terminal_status", "error", "request_hash",
-    "created_at", "updated_at",
-)  # fmt: skip
+# Columns a COPY may leave out when every row of the batch holds their default (NULL, or the DEFAULT of
+# the table: '{}' payload and dependencies, now() for the times, which in the batch's transaction is the
+# `now` its seqs were reserved with). asyncpg encodes every value it is given; a typical batch (no
+# dependencies, one status) sends 16 of the 24 columns.
+_COPY_DEFAULTS: dict[str, Any] = {
+    "payload": "{}",
+    "depends_on": [],
+    "timeout_seconds": None,
+    "run_at": None,
+    "next_run_at": None,
+    "ready_at": None,
+    "finished_at": None,
+    "terminal_status": None,
+    "error": None,
+}
 
 
 async def reserve_seqs(db: Executor, n: int) -> tuple[list[int], datetime]:
@@ -138,37 +147,41 @@ async def reserve_seqs(db: Executor, n: int) -> tuple[list[int], datetime]:
 async def copy_jobs(db: Connection, rows: Sequence[JobRow], seqs: Sequence[int], now: datetime) -> list[InsertedJob]:
     """New jobs with the given seqs, created `now`, and their submission log lines: what `insert_jobs`
     writes. Raises DuplicateJobId (and the transaction must be rolled back) if an id exists already."""
-    records = [
-        (
-            r.job_id,
-            seq,
-            r.type,
-            r.priority,
-            r.status,
-            r.payload,
-            r.cpu_units,
-            r.memory_mb,
-            _depends_on.decode(r.depends_on),
-            r.timeout_seconds,
-            r.max_attempts,
-            r.backoff_multiplier,
-            r.initial_delay_seconds,
-            r.max_delay_seconds,
-            r.jitter,
-            r.run_at,
-            r.run_at if r.status == "scheduled" else None,
-            now if r.status == "pending" else None,
-            now if r.status == "upstream_failed" else None,
-            r.status if r.status == "upstream_failed" else None,
-            r.error,
-            r.request_hash,
-            now,
-            now,
-        )
-        for r, seq in zip(rows, seqs, strict=True)
+    scheduled = [r.status == "scheduled" for r in rows]
+    pending = [r.status == "pending" for r in rows]
+    upstream_failed = [r.status == "upstream_failed" for r in rows]
+    values: dict[str, list[Any]] = {
+        "job_id": [r.job_id for r in rows],
+        "seq": list(seqs),
+        "type": [r.type for r in rows],
+        "priority": [r.priority for r in rows],
+        "status": [r.status for r in rows],
+        "payload": [r.payload for r in rows],
+        "cpu_units": [r.cpu_units for r in rows],
+        "memory_mb": [r.memory_mb for r in rows],
+        "depends_on": [_depends_on.decode(r.depends_on) if r.depends_on != "[]" else [] for r in rows],
+        "timeout_seconds": [r.timeout_seconds for r in rows],
+        "max_attempts": [r.max_attempts for r in rows],
+        "backoff_multiplier": [r.backoff_multiplier for r in rows],
+        "initial_delay_seconds": [r.initial_delay_seconds for r in rows],
+        "max_delay_seconds": [r.max_delay_seconds for r in rows],
+        "jitter": [r.jitter for r in rows],
+        "run_at": [r.run_at for r in rows],
+        "next_run_at": [r.run_at if s else None for r, s in zip(rows, scheduled, strict=True)],
+        "ready_at": [now if p else None for p in pending],
+        "finished_at": [now if u else None for u in upstream_failed],
+        "terminal_status": ["upstream_failed" if u else None for u in upstream_failed],
+        "error": [r.error for r in rows],
+        "request_hash": [r.request_hash for r in rows],
+    }  # created_at and updated_at: the column default, now(), the same instant as `now`
+    columns = [
+        name
+        for name, column in values.items()
+        if name not in _COPY_DEFAULTS or any(v != _COPY_DEFAULTS[name] for v in column)
     ]
+    records = list(zip(*(values[name] for name in columns), strict=True))
     try:
-        await db.copy_records_to_table("jobs", records=records, columns=_COPY_JOB_COLUMNS)
+        await db.copy_records_to_table("jobs", records=records, columns=columns)
     except asyncpg.UniqueViolationError as exc:
         raise DuplicateJobId(str(exc)) from exc
     await db.execute(Q["insert_copied_logs"], list(seqs))
