@@ -443,21 +443,20 @@ async def copy_events(db: Connection, events: Sequence[Any]) -> None:
     """Stream events in bulk (a batch submission's): COPY skips the per-element checks asyncpg makes on
     array parameters, which cost more than PostgreSQL's own work for nine arrays of thousands."""
     times: dict[float, datetime] = {}  # the events of a turn share a few timestamps: convert each once
-    records = [
-        (
-            e.seq,
-            times.get(e.at) or times.setdefault(e.at, datetime.fromtimestamp(e.at, UTC)),
-            e.job_id,
-            e.type,
-            e.priority,
-            e.status,
-            e.event,
-            e.attempt,
-            e.error,
-        )
-        for e in events
-    ]
-    await db.copy_records_to_table("job_events", records=records, columns=_EVENT_FIELDS)
+    at = [times.get(e.at) or times.setdefault(e.at, datetime.fromtimestamp(e.at, UTC)) for e in events]
+    records: list[tuple[Any, ...]]
+    columns: Sequence[str]
+    if all(e.attempt is None and e.error is None for e in events):
+        # A batch's `submitted` events carry no attempt and no error: the two NULL columns stay out.
+        columns = _EVENT_FIELDS[:-2]
+        records = [(e.seq, t, e.job_id, e.type, e.priority, e.status, e.event) for e, t in zip(events, at, strict=True)]
+    else:
+        columns = _EVENT_FIELDS
+        records = [
+            (e.seq, t, e.job_id, e.type, e.priority, e.status, e.event, e.attempt, e.error)
+            for e, t in zip(events, at, strict=True)
+        ]
+    await db.copy_records_to_table("job_events", records=records, columns=columns)
 
 
 class StartedJob(msgspec.Struct, frozen=True, gc=False):

@@ -220,3 +220,16 @@ def test_a_stream_resume_point_beyond_64_bits_or_an_unknown_status_is_closed_wit
         assert code == 1008, (query, code, reason)
         assert reason is not None
         assert says in reason
+
+
+def test_a_large_batch_is_replayed_like_any_event(service: Service) -> None:
+    # A turn with hundreds of events writes them with COPY, leaving out the columns they all hold NULL.
+    jobs = [{"job_id": f"replayed-{i:03}", "type": "quick_task", "run_at": "2099-01-01T00:00:00Z"} for i in range(300)]
+    assert service.http.post("/jobs/batch", json={"jobs": jobs}).status_code == 201
+    replay = asyncio.run(collect(ws_url(service, "?after=0"), lambda got: len(got) >= 300))
+    assert [e["job_id"] for e in replay[:300]] == [job["job_id"] for job in jobs]
+    assert {(e["event"], e["status"], e.get("attempt"), e.get("error")) for e in replay[:300]} == {
+        ("submitted", "scheduled", None, None)
+    }
+    seqs = [e["seq"] for e in replay[:300]]
+    assert seqs == list(range(seqs[0], seqs[0] + 300))  # gap-free
