@@ -364,6 +364,12 @@ def _decode_cursor(cursor: str) -> int:
         raise InvalidQuery.field("cursor", "is not a cursor this service issued") from None
 
 
+def _check_type_filter(job_type: str | None) -> None:
+    """PostgreSQL cannot compare text holding NUL: such a filter is the client's error, not a 500."""
+    if job_type is not None and "\x00" in job_type:
+        raise InvalidQuery.field("type", "must not contain the NUL character")
+
+
 @get("/jobs", summary="List jobs, newest first, with keyset pagination", tags=["jobs"])
 async def list_jobs(
     state: State,
@@ -373,8 +379,7 @@ async def list_jobs(
     limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> JobPage:
-    if type is not None and "\x00" in type:
-        raise InvalidQuery.field("type", "must not contain the NUL character")
+    _check_type_filter(type)
     if status is not None and status not in Status.__members__.values():
         raise InvalidQuery.field("status", f"must be one of: {', '.join(s.value for s in Status)}")
     if priority is not None and priority not in Priority.__members__.values():
@@ -417,6 +422,7 @@ async def dead_letters(
 ) -> JobPage:
     """Jobs that used up their attempts or failed permanently, with their last error. Re-drive one with
     POST /jobs/{job_id}/retry."""
+    _check_type_filter(type)
     before = _decode_cursor(cursor) if cursor else None
     records = await gateway.list_jobs(
         _pool(state), status=Status.FAILED.value, type=type, priority=None, before_seq=before, limit=limit + 1

@@ -97,6 +97,17 @@ def test_bad_list_query_is_a_4xx(shared_service: Service, params: dict[str, Any]
     assert field in response.text
 
 
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"type": "a\u0000b"}, "type"), ({"cursor": "not-a-cursor"}, "cursor"), ({"limit": 0}, "limit")],
+)
+def test_bad_dlq_query_is_a_4xx(shared_service: Service, params: dict[str, Any], field: str) -> None:
+    response = shared_service.http.get("/dlq", params=params)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert field in response.text
+
+
 @pytest.mark.parametrize("size", [2, 70], ids=["insert path", "copy path"])
 def test_a_nul_character_in_a_batch_is_a_422_naming_the_job(shared_service: Service, size: int) -> None:
     jobs: list[dict[str, Any]] = [{"type": "quick_task", "run_at": "2099-01-01T00:00:00Z"} for _ in range(size)]
