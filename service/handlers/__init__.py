@@ -1,4 +1,4 @@
-"""The job handler registry: job type -> `async def handle(ctx, payload) -> result`.
+"""The job handler registry: job type -> `async def handle(ctx, payload) -> result` (or a plain `def`).
 
 Handlers run inside a worker process, one process per attempt. Register one with the `job_type`
 decorator in any module and name that module in `TASKQ_HANDLERS`:
@@ -13,6 +13,9 @@ decorator in any module and name that module in `TASKQ_HANDLERS`:
 
 Raise `PermanentError` for failures that retrying cannot fix; any other exception is retried.
 
+A plain `def` handler works too: the worker calls it directly (the worker is a process of its own, so
+blocking it blocks nothing else, and a timeout still kills it), as a Celery task would be called.
+
 `@job_type("name", reuse_worker=True)` lets the supervisor run the next attempt of this type in the same
 worker process once one has ended cleanly, instead of a fresh fork each time (a fork, its copy-on-write
 faults and its exit cost a few milliseconds of CPU, far more than a tiny job itself). Opt in only for
@@ -24,11 +27,12 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-Handler = Callable[["JobContext", dict[str, Any]], Coroutine[Any, Any, Any]]
+# A coroutine function, or a plain function whose return value is the result.
+Handler = Callable[["JobContext", dict[str, Any]], Any]
 
 _REGISTRY: dict[str, Handler] = {}
 REUSE_LIMIT = 1000  # attempts one reused worker runs before it is retired and replaced by a fresh fork

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import io
 import logging
 import selectors
@@ -160,7 +161,9 @@ def _execute(job: WorkerJob, sock: socket.socket, loop: asyncio.AbstractEventLoo
     ctx = handlers.JobContext(job_id=job.job_id, attempt=job.attempt, log=log)
     started = time.monotonic()
     try:
-        result: Any = loop.run_until_complete(handler(ctx, job.payload))
+        outcome = handler(ctx, job.payload)
+        # A coroutine function's call gives an awaitable to run; a plain function has already run.
+        result: Any = loop.run_until_complete(outcome) if inspect.isawaitable(outcome) else outcome
         _json.encode(result)  # the result is stored as JSON: refuse what cannot be
         if contains_nul(result):
             return WorkerResult(

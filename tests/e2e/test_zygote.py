@@ -113,3 +113,16 @@ def test_without_spares_every_start_waits_for_a_fork_and_still_runs(service_fact
     zygote = zygote_of(service)
     assert zygote is not None
     wait_until(lambda: not zygote.children(), what="no idle worker kept")
+
+
+def test_a_plain_def_handler_runs_once_and_its_return_is_the_result(service_factory: Callable[..., Service]) -> None:
+    # Before, a `def` handler ran, then failed with a TypeError counted as transient: its side effects ran
+    # once per attempt and the job ended `failed`.
+    service = service_factory(TASKQ_HANDLERS=PROBE_MODULE).start()
+    job = service.submit(type="plain_sum", payload={"numbers": [1, 2, 3]})
+    done = service.wait_status(job["job_id"], "succeeded", "failed")
+    assert done["status"] == "succeeded", done
+    assert done["result"]["sum"] == 6
+    assert [a["outcome"] for a in done["attempts"]] == ["succeeded"]
+    lines = [line["message"] for line in service.http.get(f"/jobs/{job['job_id']}/logs").json()]
+    assert "adding [1, 2, 3]" in lines

@@ -15,3 +15,10 @@ async def probe(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     # A thread's result comes back through the loop's self-pipe: it must be this worker's own.
     pid = await asyncio.to_thread(os.getpid)
     return {"pid": pid, "ppid": os.getppid(), "fds": len(os.listdir("/proc/self/fd"))}
+
+
+@job_type("plain_sum")
+def plain_sum(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """A plain `def` handler, as a Celery user writes them: called directly, its return is the result."""
+    ctx.log.info("adding %s", payload["numbers"])
+    return {"sum": sum(payload["numbers"]), "pid": os.getpid()}
