@@ -630,6 +630,11 @@ def _signal(w: Worker, signum: int) -> None:
     if w.pidfd >= 0:
         with contextlib.suppress(OSError):  # ProcessLookupError included: it is gone already
             signal.pidfd_send_signal(w.pidfd, signum)
+    # Then its process group (each worker leads one, see zygote._child): the processes a handler started
+    # must not outlive the attempt that a timeout, a cancel or the memory limit declared over. Linux does
+    # not hand out a pid that is still some group's id, so while any of them lives this names them only.
+    with contextlib.suppress(OSError):
+        os.killpg(w.pid, signum)
 
 
 def main(settings: Settings, scheduler_socket: str, parent_pid: int, restarts: int = 0) -> None:

@@ -183,6 +183,8 @@ class Zygote:
         """The forked worker: let go of the zygote's descriptors and signal setup, then run jobs."""
         code = 0
         try:
+            # A process group of its own: a kill of the attempt reaches whatever the handler started too.
+            os.setpgid(0, 0)
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)  # how the supervisor asks a job to stop

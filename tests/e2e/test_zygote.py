@@ -126,3 +126,20 @@ def test_a_plain_def_handler_runs_once_and_its_return_is_the_result(service_fact
     assert [a["outcome"] for a in done["attempts"]] == ["succeeded"]
     lines = [line["message"] for line in service.http.get(f"/jobs/{job['job_id']}/logs").json()]
     assert "adding [1, 2, 3]" in lines
+
+
+def test_a_timeout_kills_what_the_handler_started_too(service_factory: Callable[..., Service]) -> None:
+    service = service_factory(TASKQ_HANDLERS=PROBE_MODULE, TASKQ_KILL_GRACE_SECONDS="0.5").start()
+    job = service.submit(type="starts_a_child", timeout_seconds=1, retry_config={"max_attempts": 1})
+
+    def child_pid() -> int | None:
+        for line in service.http.get(f"/jobs/{job['job_id']}/logs").json():
+            if line["event"] == "log" and line["message"].startswith("child "):
+                return int(line["message"].split()[1])
+        return None
+
+    child = wait_until(child_pid, what="the handler's subprocess")
+    assert not gone(child)
+    done = service.wait_status(job["job_id"], "failed", timeout=30)
+    assert [a["outcome"] for a in done["attempts"]] == ["timed_out"]
+    wait_until(lambda: gone(child), timeout=10, what="the handler's subprocess to be killed with its worker")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from typing import Any
 
 from service.handlers import JobContext, job_type
@@ -22,3 +23,11 @@ def plain_sum(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     """A plain `def` handler, as a Celery user writes them: called directly, its return is the result."""
     ctx.log.info("adding %s", payload["numbers"])
     return {"sum": sum(payload["numbers"]), "pid": os.getpid()}
+
+
+@job_type("starts_a_child")
+async def starts_a_child(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Starts a long-lived subprocess, says its pid, then waits: only a kill ends this attempt."""
+    child = subprocess.Popen(["sleep", "3600"])  # noqa: ASYNC220 - the subprocess must outlive this call
+    ctx.log.info("child %d", child.pid)
+    await asyncio.sleep(3600)
