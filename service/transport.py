@@ -11,6 +11,7 @@ import asyncio
 import functools
 import socket
 import struct
+from collections import deque
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -38,8 +39,8 @@ class AsyncChannel(Generic[T]):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, incoming: Any) -> None:
         self._reader = reader
         self._writer = writer
-        self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(incoming)
         self._frames: FrameBuffer[T] = FrameBuffer(incoming)
+        self._ready: deque[T] = deque()  # decoded, not yet handed out by `receive`
 
     @classmethod
     async def connect(cls, path: str, incoming: Any) -> AsyncChannel[T]:
@@ -47,18 +48,21 @@ class AsyncChannel(Generic[T]):
         return cls(reader, writer, incoming)
 
     async def receive(self) -> T:
-        try:
-            header = await self._reader.readexactly(_HEADER.size)
-            (length,) = _HEADER.unpack(header)
-            _check_length(length)
-            body = await self._reader.readexactly(length)
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            raise ChannelClosed(str(exc)) from exc
-        return self._decoder.decode(body)
+        """The next message."""
+        if not self._ready:
+            self._ready.extend(await self._read())
+        return self._ready.popleft()
 
     async def receive_many(self) -> list[T]:
         """Every complete frame that has arrived (at least one): one wake-up of the reading task per
-        burst of frames rather than two per frame. Do not mix with `receive` on the same channel."""
+        burst of frames rather than two per frame."""
+        if self._ready:
+            ready = list(self._ready)
+            self._ready.clear()
+            return ready
+        return await self._read()
+
+    async def _read(self) -> list[T]:
         while True:
             try:
                 data = await self._reader.read(1 << 16)

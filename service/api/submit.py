@@ -185,7 +185,7 @@ class SubmitBatcher:
                         item.future.set_exception(error)
                         continue
                     in_group[item.job_id] = item
-                    status, error_text = initial_status(item.submission, known, now)
+                    status, error_text = _initial_status(item.submission, known, now)
                     item.error = error_text
                     rows.append(_row(item, status, error_text, self.default_timeout))
                     chosen.append(item)
@@ -264,7 +264,7 @@ class SubmitBatcher:
                 )
 
 
-def initial_status(
+def _initial_status(
     submission: JobSubmission, known: Mapping[str, gateway.ExistingJob], now: float
 ) -> tuple[Status, str | None]:
     """Best knowledge at commit time; the scheduler corrects it if a dependency finishes meanwhile. A

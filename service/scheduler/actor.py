@@ -354,10 +354,8 @@ class SchedulerActor:
                 turn.acks.append(message.seq)
             case AttemptStarted(job_id=job_id, attempt=attempt, pid=pid, at=at):
                 if self.core.attempt_started(job_id, attempt):
-                    self.deferred_pids.append((job_id, attempt, pid))
-                    self._defer(
-                        LogRow(job_id, attempt, at, "info", "started", f"attempt {attempt} started on pid {pid}")
-                    )
+                    line = LogRow(job_id, attempt, at, "info", "started", f"attempt {attempt} started on pid {pid}")
+                    self._defer(line, pid=(job_id, attempt, pid))
             case HandlerLog():
                 line = LogRow(message.job_id, message.attempt, message.at, message.level, "log", message.message)
                 running = self.core.running.get(message.job_id)
@@ -412,10 +410,12 @@ class SchedulerActor:
                     self.core.supervisor_lost()
                     log.warning("supervisor disconnected; dispatch paused")
 
-    def _defer(self, line: LogRow) -> None:
+    def _defer(self, line: LogRow, pid: tuple[str, int, int] | None = None) -> None:
         if self.deferred_since is None:
             self.deferred_since = time.monotonic()
         self.deferred_logs.append(line)
+        if pid is not None:
+            self.deferred_pids.append(pid)
 
     def _take_deferred(self, turn: Turn, commit_anyway: bool) -> None:
         """Hand the deferred writes to this turn if it commits anyway, or if they have waited long enough."""
@@ -531,17 +531,13 @@ class SchedulerActor:
             change.pid = pid
         opened = [(s.job_id, s.attempt, s.at) for s in effects.starts]
         commit_started = time.perf_counter()
-        async with self.pool.acquire() as conn:
-            if len(turn.events) < EVENT_COPY_THRESHOLD:
-                starts = await gateway.apply_turn(
-                    conn, list(attempts.values()), opened, list(jobs.values()), logs, turn.events
-                )
-            else:  # a batch's worth of events: COPY them, in the same transaction
-                async with conn.transaction():
-                    starts = await gateway.apply_turn(
-                        conn, list(attempts.values()), opened, list(jobs.values()), logs, []
-                    )
-                    await gateway.copy_events(conn, turn.events)
+        # A batch's worth of events is written with COPY, in the same transaction as the rest.
+        copied = turn.events if len(turn.events) >= EVENT_COPY_THRESHOLD else []
+        async with self.pool.acquire() as conn, conn.transaction() if copied else contextlib.nullcontext():
+            inline = [] if copied else turn.events
+            starts = await gateway.apply_turn(conn, list(attempts.values()), opened, list(jobs.values()), logs, inline)
+            if copied:
+                await gateway.copy_events(conn, copied)
         self.telemetry.record("taskq_scheduler_commit_duration", time.perf_counter() - commit_started)
         if self.event_seq - self.pruned_up_to > 2 * EVENT_WINDOW and self.pruning is None:
             # Deleting a window's worth of rows takes a while: on the pool's other connection, off the turn.

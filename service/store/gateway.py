@@ -10,11 +10,12 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
 
+from service.model import TERMINAL
 from service.store.errors import classify_db_error
 
 _QUERIES_FILE = Path(__file__).with_name("queries.sql")
@@ -29,6 +30,7 @@ Q = _load(_QUERIES_FILE)
 
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 Executor = Connection | asyncpg.Pool
+S = TypeVar("S", bound=msgspec.Struct)
 
 _json = msgspec.json.Encoder(order="sorted")
 
@@ -117,11 +119,11 @@ async def insert_jobs(db: Executor, rows: Sequence[JobRow]) -> list[InsertedJob]
     return [InsertedJob(r["job_id"], r["seq"], r["created_at"]) for r in records]
 
 
-# Bulk path: COPY instead of INSERT ... unnest. A large batch whose ids were just checked as new is
-# streamed in binary with no per-row conflict handling, about 40% cheaper in PostgreSQL than the INSERT,
-# and without asyncpg's per-element checks of 17 parameter arrays. A job_id committed by someone else
-# between the check and the COPY raises UniqueViolationError; the caller then redoes the batch with
-# `insert_jobs`, which turns such ids into replays.
+# Bulk path: COPY instead of INSERT ... unnest. A large batch is streamed in binary with no per-row
+# conflict handling, about 40% cheaper in PostgreSQL than the INSERT, and without asyncpg's per-element
+# checks of 17 parameter arrays. A job_id that exists already (a replay, or one committed meanwhile by
+# someone else) fails the COPY with DuplicateJobId; the caller then redoes the batch with `insert_jobs`,
+# which turns such ids into replays.
 # Columns a COPY may leave out when every row of the batch holds their default (NULL, or the DEFAULT of
 # the table: '{}' payload and dependencies, now() for the times, which in the batch's transaction is the
 # `now` its seqs were reserved with). asyncpg encodes every value it is given; a typical batch (no
@@ -174,14 +176,8 @@ async def copy_jobs(db: Connection, rows: Sequence[JobRow], seqs: Sequence[int],
         "error": [r.error for r in rows],
         "request_hash": [r.request_hash for r in rows],
     }  # created_at and updated_at: the column default, now(), the same instant as `now`
-    columns = [
-        name
-        for name, column in values.items()
-        if name not in _COPY_DEFAULTS or any(v != _COPY_DEFAULTS[name] for v in column)
-    ]
-    records = list(zip(*(values[name] for name in columns), strict=True))
     try:
-        await db.copy_records_to_table("jobs", records=records, columns=columns)
+        await _copy(db, "jobs", values, _COPY_DEFAULTS)
     except asyncpg.UniqueViolationError as exc:
         raise DuplicateJobId(str(exc)) from exc
     await db.execute(Q["insert_copied_logs"], list(seqs))
@@ -190,6 +186,16 @@ async def copy_jobs(db: Connection, rows: Sequence[JobRow], seqs: Sequence[int],
 
 
 _depends_on = msgspec.json.Decoder(list[str])
+
+
+async def _copy(db: Connection, table: str, values: dict[str, list[Any]], defaults: dict[str, Any]) -> None:
+    """COPY rows given column by column, leaving out each column in `defaults` whose every value is that
+    default (the table's own, or NULL): asyncpg encodes every value it is given."""
+    columns = [
+        name for name, column in values.items() if name not in defaults or any(v != defaults[name] for v in column)
+    ]
+    records = list(zip(*(values[name] for name in columns), strict=True))
+    await db.copy_records_to_table(table, records=records, columns=columns)
 
 
 async def insert_edges(db: Executor, edges: Iterable[tuple[str, str]]) -> None:
@@ -240,19 +246,18 @@ class JobRecord(msgspec.Struct, frozen=True, gc=False):
     attempts: str  # JSON text: [{attempt, started_at, finished_at, outcome, error, worker_pid}, ...]
 
 
-_JOB_RECORD_FIELDS = JobRecord.__struct_fields__
-
-
-def _job_record(r: asyncpg.Record) -> JobRecord:
-    return JobRecord(*(r[name] for name in _JOB_RECORD_FIELDS))
+def _typed(struct: type[S], records: Iterable[asyncpg.Record]) -> list[S]:
+    """Rows as the store's typed rows: a Struct's fields are the query's columns, by name."""
+    names = struct.__struct_fields__
+    return [struct(*(r[name] for name in names)) for r in records]
 
 
 async def get_job(db: Executor, job_id: str) -> JobRecord | None:
     record = await db.fetchrow(Q["get_job"], job_id)
-    return None if record is None else _job_record(record)
+    return None if record is None else _typed(JobRecord, [record])[0]
 
 
-_TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "upstream_failed"})
+_TERMINAL_STATUSES = frozenset(status.value for status in TERMINAL)
 
 
 async def list_jobs(
@@ -289,7 +294,7 @@ async def list_jobs(
         where("j.seq < {}::bigint", before_seq)
     args.append(limit)
     query = Q["list_jobs"].format(where=" AND ".join(conditions) if conditions else "true", limit=f"${len(args)}")
-    return [_job_record(r) for r in await db.fetch(query, *args)]
+    return _typed(JobRecord, await db.fetch(query, *args))
 
 
 class LogEntry(msgspec.Struct, frozen=True, gc=False):
@@ -303,8 +308,7 @@ class LogEntry(msgspec.Struct, frozen=True, gc=False):
 
 
 async def get_logs(db: Executor, job_id: str, *, after_id: int, limit: int) -> list[LogEntry]:
-    records = await db.fetch(Q["get_logs"], job_id, after_id, limit)
-    return [LogEntry(*(r[name] for name in LogEntry.__struct_fields__)) for r in records]
+    return _typed(LogEntry, await db.fetch(Q["get_logs"], job_id, after_id, limit))
 
 
 async def count_by_status(db: Executor) -> dict[str, int]:
@@ -340,15 +344,8 @@ class LiveJob(msgspec.Struct, frozen=True, gc=False):
     started_at: float | None
 
 
-_LIVE_JOB_FIELDS = LiveJob.__struct_fields__
-
-
-def _live_jobs(records: Iterable[asyncpg.Record]) -> list[LiveJob]:
-    return [LiveJob(*(r[name] for name in _LIVE_JOB_FIELDS)) for r in records]
-
-
 async def load_live_jobs(db: Executor, since: float = 0.0) -> list[LiveJob]:
-    return _live_jobs(await db.fetch(Q["load_live_jobs"], since))
+    return _typed(LiveJob, await db.fetch(Q["load_live_jobs"], since))
 
 
 async def job_statuses(db: Executor, job_ids: Sequence[str]) -> dict[str, str]:
@@ -358,7 +355,7 @@ async def job_statuses(db: Executor, job_ids: Sequence[str]) -> dict[str, str]:
 
 
 async def load_redrive(db: Executor, job_id: str) -> list[LiveJob]:
-    return _live_jobs(await db.fetch(Q["load_redrive"], job_id))
+    return _typed(LiveJob, await db.fetch(Q["load_redrive"], job_id))
 
 
 async def running_resources(db: Executor) -> tuple[int, int]:
@@ -399,8 +396,7 @@ class EventRecord(msgspec.Struct, frozen=True, gc=False):
 
 
 async def events_after(db: Executor, after_seq: int, limit: int) -> list[EventRecord]:
-    records = await db.fetch(Q["events_after"], after_seq, limit)
-    return [EventRecord(*(r[name] for name in EventRecord.__struct_fields__)) for r in records]
+    return _typed(EventRecord, await db.fetch(Q["events_after"], after_seq, limit))
 
 
 async def ping(db: Executor) -> None:
@@ -436,27 +432,17 @@ def _columns(rows: Sequence[Any], struct: type[msgspec.Struct]) -> list[list[Any
     return [[getattr(row, name) for row in rows] for name in struct.__struct_fields__]
 
 
-_EVENT_FIELDS = ("seq", "at", "job_id", "type", "priority", "status", "event", "attempt", "error")
+_EVENT_FIELDS = EventRecord.__struct_fields__  # the stream event as the table holds it
 
 
 async def copy_events(db: Connection, events: Sequence[Any]) -> None:
     """Stream events in bulk (a batch submission's): COPY skips the per-element checks asyncpg makes on
     array parameters, which cost more than PostgreSQL's own work for nine arrays of thousands."""
     times: dict[float, datetime] = {}  # the events of a turn share a few timestamps: convert each once
-    at = [times.get(e.at) or times.setdefault(e.at, datetime.fromtimestamp(e.at, UTC)) for e in events]
-    records: list[tuple[Any, ...]]
-    columns: Sequence[str]
-    if all(e.attempt is None and e.error is None for e in events):
-        # A batch's `submitted` events carry no attempt and no error: the two NULL columns stay out.
-        columns = _EVENT_FIELDS[:-2]
-        records = [(e.seq, t, e.job_id, e.type, e.priority, e.status, e.event) for e, t in zip(events, at, strict=True)]
-    else:
-        columns = _EVENT_FIELDS
-        records = [
-            (e.seq, t, e.job_id, e.type, e.priority, e.status, e.event, e.attempt, e.error)
-            for e, t in zip(events, at, strict=True)
-        ]
-    await db.copy_records_to_table("job_events", records=records, columns=columns)
+    values: dict[str, list[Any]] = {name: [getattr(e, name) for e in events] for name in _EVENT_FIELDS}
+    values["at"] = [times.get(at) or times.setdefault(at, datetime.fromtimestamp(at, UTC)) for at in values["at"]]
+    # A batch's `submitted` events carry no attempt and no error: those NULL columns stay out.
+    await _copy(db, "job_events", values, {"attempt": None, "error": None})
 
 
 class StartedJob(msgspec.Struct, frozen=True, gc=False):
