@@ -405,6 +405,11 @@ class SchedulerCore:
             if held is None or held.attempt != attempt:
                 # The supervisor runs something this scheduler already closed: stop it, its result is void.
                 self._effects.kills.append(Kill(job_id, attempt, Outcome.CANCELLED))
+            elif held.cancel_requested or held.interrupt_requested:
+                # A kill decided while no supervisor was connected never reached one: ask again (the
+                # supervisor ignores a second kill of a worker it is already stopping).
+                outcome = Outcome.CANCELLED if held.cancel_requested else Outcome.INTERRUPTED
+                self._effects.kills.append(Kill(job_id, attempt, outcome))
         self.supervisor_ready = True
         self._queue_changed = True
 

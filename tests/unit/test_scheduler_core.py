@@ -1328,3 +1328,15 @@ def test_lazily_cleaned_heaps_stay_proportional_to_the_live_jobs() -> None:
     assert len(core._timers) <= 1024 + 1
     assert core.oldest_pending_since() is None
     assert core.next_wakeup() is None
+
+
+def test_a_kill_decided_while_no_supervisor_is_connected_is_asked_again_at_its_hello() -> None:
+    core = make_core()
+    run_one(core, new_job("r", 1))
+    core.supervisor_lost()
+    assert core.cancel("r", 1.0) == "cancel_requested"
+    assert [(k.job_id, k.outcome) for k in core.take_effects().kills] == [("r", Outcome.CANCELLED)]  # lost
+    core.supervisor_ready_with([("r", 1)], 2.0)
+    assert [(k.job_id, k.attempt, k.outcome) for k in core.take_effects().kills] == [("r", 1, Outcome.CANCELLED)]
+    core.supervisor_ready_with([("r", 1)], 3.0)  # and at every later Hello while it still runs
+    assert [k.job_id for k in core.take_effects().kills] == ["r"]
