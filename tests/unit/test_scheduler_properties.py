@@ -542,6 +542,8 @@ class Simulation:
                     reported[(job_id, attempt)] = Outcome.CRASHED
             core.supervisor_ready_with(survivors, now)
             model.supervisor_ready = True
+            # A cancelled attempt that survived is asked to stop again: the kill may never have arrived.
+            model.expect_kills += [(j, a) for j, a in survivors if model.jobs[j].cancel_requested]
         else:
             raise AssertionError(kind)
         effects = core.take_effects()
