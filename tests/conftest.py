@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -235,9 +235,21 @@ class Service:
         return wait_until(check, timeout=timeout, what=f"{job_id} to become {statuses}")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """A failed test's report carries the log of every service it started: the service's own account of
+    what it was doing is what explains a failure seen only once, on a loaded CI machine."""
+    report = yield
+    if report.when == "call" and report.failed:
+        for service in getattr(item, "taskq_services", []):
+            report.sections.append((f"taskq log {service.log_path.name} (tail)", service.logs()))
+    return report
+
+
 @pytest.fixture
-def service_factory(pg: PgServer, tmp_path: Path) -> Iterator[Callable[..., Service]]:
+def service_factory(pg: PgServer, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Service]]:
     started: list[Service] = []
+    request.node.taskq_services = started  # for pytest_runtest_makereport
 
     def make(database_url: str | None = None, *, embedded: bool = False, **env: str) -> Service:
         """`embedded=True`: no TASKQ_DATABASE_URL, so the service starts its own PostgreSQL (in TASKQ_DATA_DIR)."""
