@@ -79,10 +79,10 @@ class SchedulerLink:
                 delay = min(delay * 2, 1.0)
                 continue
             delay = 0.05
-            channel.send(ApiHello(os.getpid(), self.restarts))
-            self._channel = channel
-            self._connected.set()
             try:
+                channel.send(ApiHello(os.getpid(), self.restarts))
+                self._channel = channel
+                self._connected.set()
                 while True:
                     for message in await channel.receive_many():
                         if isinstance(message, Events):
@@ -93,6 +93,10 @@ class SchedulerLink:
                             future.set_result(message)
             except ChannelClosed:
                 log.warning("scheduler link lost; reconnecting")
+            except Exception:  # a link that stops reconnecting would leave the API unready for good
+                log.exception("scheduler link failed; reconnecting")
+                channel.close()
+                await asyncio.sleep(delay)
             finally:
                 self._channel = None
                 self._connected.clear()

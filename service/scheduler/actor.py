@@ -63,6 +63,8 @@ from service.transport import AsyncChannel, ChannelClosed
 
 log = logging.getLogger("taskq.scheduler")
 
+CLOSE_SECONDS = 5.0  # longest wait for a graceful close of the database connections on the way out
+
 # Status changes kept for stream replay (?after=<seq>); older ones are pruned.
 EVENT_WINDOW = 100_000
 SWEEP_MARGIN_SECONDS = 60.0
@@ -156,9 +158,17 @@ class SchedulerActor:
                     await self.supervisor.channel.drain()
         finally:
             server.close()
-            await self.pool.close()
+            # Bounded: after a failed write the database may be gone, and a graceful close would wait on a
+            # dead socket while the root waits for this process to exit before it starts the next one.
+            try:
+                await asyncio.wait_for(self.pool.close(), CLOSE_SECONDS)
+            except Exception:
+                self.pool.terminate()
             self.lock_conn.remove_termination_listener(_lost_ownership)
-            await self.lock_conn.close()
+            try:
+                await self.lock_conn.close(timeout=CLOSE_SECONDS)
+            except Exception:
+                self.lock_conn.terminate()
 
     async def _acquire_ownership(self) -> asyncpg.Connection:
         """Only the holder of the scheduler lock may schedule this database. If the lock's connection
