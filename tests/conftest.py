@@ -35,8 +35,16 @@ T = TypeVar("T")
 # ----------------------------------------------------------------------------------------------- waiting
 
 
-def wait_until(check: Callable[[], T], *, timeout: float = 20.0, interval: float = 0.02, what: str = "") -> T:
-    """Polls `check` until it returns something truthy, or fails with the last value seen."""
+def wait_until(
+    check: Callable[[], T],
+    *,
+    timeout: float = 20.0,
+    interval: float = 0.02,
+    what: str = "",
+    detail: Callable[[], object] | None = None,
+) -> T:
+    """Polls `check` until it returns something truthy, or fails with the last value seen (and `detail()`,
+    when given: what the check saw beyond a yes or no)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
@@ -44,7 +52,8 @@ def wait_until(check: Callable[[], T], *, timeout: float = 20.0, interval: float
         if last:
             return last
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or check}; last seen: {last!r}")
+            more = f"; {detail()}" if detail is not None else ""
+            pytest.fail(f"timed out after {timeout}s waiting for {what or check}; last seen: {last!r}{more}")
         time.sleep(interval)
 
 
@@ -65,12 +74,25 @@ class PgServer:
         return self.embedded is not None
 
     def stop_server(self) -> None:
+        """Stops the server and makes sure it is down: a stop that timed out would leave a server that
+        goes away later, and nobody would start it again."""
         self.embedded.stop()
+        pid_file = self.embedded.pgdata / "postmaster.pid"
+        if pid_file.exists():
+            raise RuntimeError(f"PostgreSQL did not stop; its log ends:\n{self.log_tail()}")
 
     def start_server(self) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.embedded.start(database="postgres")
+        try:
+            self.psql("SELECT 1")
+        except Exception as exc:
+            raise RuntimeError(f"PostgreSQL did not come back ({exc}); its log ends:\n{self.log_tail()}") from exc
+
+    def log_tail(self, chars: int = 4000) -> str:
+        log = self.embedded.pgdata / "log"
+        return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log file)"
 
     def psql(self, sql: str, database: str | None = None) -> str:
         import asyncio

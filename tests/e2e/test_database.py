@@ -28,7 +28,14 @@ def test_database_outage_gives_503_then_recovers_without_loss_or_duplicates(
         assert service.http.get(f"/jobs/{ids[0]}").status_code == 503
     finally:
         pg.start_server()
-    wait_until(lambda: service.http.get("/health/ready").status_code == 200, timeout=30, what="ready again")
+    seen: dict[str, str] = {}
+
+    def ready() -> bool:
+        response = service.http.get("/health/ready")
+        seen["checks"] = response.text
+        return response.status_code == 200
+
+    wait_until(ready, timeout=30, what="ready again", detail=lambda: f"/health/ready said {seen.get('checks')}")
     ids.append(service.submit(type="quick_task")["job_id"])
     for job_id in ids:
         done = service.wait_status(job_id, "succeeded", timeout=30)
