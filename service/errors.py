@@ -25,6 +25,13 @@ class MalformedRequest(TaskqError):
     title = "Malformed request"
 
 
+class UnsupportedMediaType(TaskqError):
+    """The request body must be JSON, sent as Content-Type: application/json."""
+
+    status_code = 415
+    title = "Unsupported media type"
+
+
 class InvalidRequest(TaskqError):
     """The request does not satisfy the job schema."""
 

@@ -44,6 +44,7 @@ from service.api.schemas import (
     decode_batch,
     decode_submission,
     name_job,
+    require_json,
     validate,
 )
 from service.api.schemas import Accepted as AcceptedView
@@ -177,6 +178,7 @@ async def submit_job(request: Request[Any, Any, Any], state: State) -> Response[
     # Served by `fast_submit` in front of Litestar; this handler describes the route in the OpenAPI
     # document and answers if the app runs without the fast path.
     _refuse_while_draining(state)
+    require_json(request.headers.get("content-type"))
     status, view = await submit_one(state, await request.body(), request.headers.get("idempotency-key"))
     return Response(view, status_code=status)
 
@@ -247,6 +249,7 @@ async def submit_batch(request: Request[Any, Any, Any], state: State) -> Respons
     """Jobs may depend on each other in any order; a cycle is rejected with its path, and nothing is created."""
     # Served by `fast_submit`, as POST /jobs is.
     _refuse_while_draining(state)
+    require_json(request.headers.get("content-type"))
     status, answer = await submit_many(state, await request.body())
     return Response(answer, status_code=status)
 
@@ -629,14 +632,19 @@ _FAST_ROUTES = frozenset({"/jobs", "/jobs/batch"})
 
 
 async def _read_request(scope: Scope, receive: Receive, max_body_bytes: int) -> tuple[str | None, bytes]:
-    """The Idempotency-Key header and the body, with the limits Litestar's `Request.body()` enforces."""
+    """The Idempotency-Key header and the body, with the checks the Litestar handlers make, in their order:
+    the content type (`require_json`), then the limits that Litestar's `Request.body()` enforces."""
     idempotency_key: str | None = None
     announced: bytes | None = None
+    content_type: str | None = None
     for name, value in scope["headers"]:
         if name == b"content-length":
             announced = value
+        elif name == b"content-type" and content_type is None:
+            content_type = value.decode("latin-1")
         elif name == b"idempotency-key" and idempotency_key is None:
             idempotency_key = value.decode("latin-1")
+    require_json(content_type)
     if announced is not None:
         try:
             length = int(announced)

@@ -4,8 +4,10 @@ what a constraint cannot say (capacity, known types, finite payload numbers) is 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
+from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -13,7 +15,13 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from msgspec import Meta
 
-from service.errors import InvalidRequest, MalformedRequest, ResourcesExceedCapacity, UnknownJobType
+from service.errors import (
+    InvalidRequest,
+    MalformedRequest,
+    ResourcesExceedCapacity,
+    UnknownJobType,
+    UnsupportedMediaType,
+)
 from service.model import Priority, Resources, RetryPolicy
 
 T = TypeVar("T")
@@ -71,6 +79,32 @@ _MISSING_FIELD = re.compile(r"Object missing required field `(?P<name>[^`]+)`")
 _ENUM_CHOICES = {"priority": ", ".join(p.value for p in Priority)}
 
 
+def require_json(content_type: str | None) -> None:
+    """A body is accepted only as `application/json` (or a `+json` type) in UTF-8. Besides saying what
+    the API reads, this closes the cross-site path: a browser form can post only form-encoded, multipart
+    or text/plain bodies without a CORS preflight, and those are refused here before anything is read."""
+    if content_type is None:
+        message = "is missing; send the body as application/json"
+    else:
+        media, _, parameters = content_type.partition(";")
+        media = media.strip().lower()
+        charset = next(
+            (
+                v.strip().strip('"').lower()
+                for k, _, v in (p.partition("=") for p in parameters.split(";"))
+                if k.strip().lower() == "charset"
+            ),
+            None,
+        )
+        if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+            message = f"is {media or 'empty'!r}; send the body as application/json"
+        elif charset not in (None, "utf-8", "utf8"):
+            message = f"names charset {charset!r}; JSON bodies are UTF-8"
+        else:
+            return
+    raise UnsupportedMediaType(f"Content-Type {message}", errors=[{"field": "Content-Type", "message": message}])
+
+
 def decode_submission(body: bytes) -> JobSubmission:
     return _decode(_submission_decoder, body)
 
@@ -85,11 +119,53 @@ def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     except msgspec.ValidationError as exc:
         raise validation_error(str(exc)) from None
     except msgspec.DecodeError as exc:
+        field = _lone_surrogate_at(body)
+        if field is not None:
+            raise InvalidRequest.field(
+                field, "contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape), which is not text"
+            ) from None
         raise MalformedRequest(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidRequest.field(
             "body", f"nests objects and arrays too deeply (payloads allow {MAX_PAYLOAD_DEPTH} levels)"
         ) from None
+
+
+def _lone_surrogate_at(body: bytes) -> str | None:
+    """Where a body that msgspec refused holds a lone surrogate, if that was why: such an escape is valid
+    JSON syntax (Python's own parser accepts it) but not a Unicode string, so the client hears which field
+    holds it instead of a parse error without a place. Only on this error path: the parse costs a second."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+    def walk(value: object, path: str) -> str | None:
+        if isinstance(value, str):
+            return path if _SURROGATE.search(value) else None
+        items: Iterable[tuple[object, object]]
+        if isinstance(value, dict):
+            items = value.items()
+        elif isinstance(value, list):
+            items = enumerate(value)
+        else:
+            return None
+        for key, item in items:
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return path or "body"
+            found = walk(item, where)
+            if found is not None:
+                return found
+        return None
+
+    try:
+        return walk(document, "")
+    except RecursionError:
+        return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def validation_error(text: str, prefix: str = "") -> InvalidRequest:

@@ -52,6 +52,13 @@ CASES: list[tuple[str, Any, int, str]] = [
         "body",
     ),
     ("oversized body", {"type": "send_email", "payload": {"blob": BIG}}, 413, ""),
+    ("lone surrogate in the job id", b'{"type": "send_email", "job_id": "a\\ud800"}', 422, "job_id"),
+    (
+        "lone surrogate in a payload",
+        b'{"type": "send_email", "payload": {"to": ["x", "\\udc00"]}}',
+        422,
+        "payload.to.1",
+    ),
 ]
 
 
@@ -190,6 +197,9 @@ SAME_ANSWER_CASES: list[tuple[str, Any, dict[str, str]]] = [
     ("/jobs", {"type": "quick_task", "job_id": "a"}, {"Idempotency-Key": "b"}),
     ("/jobs", {"type": "quick_task"}, {"Idempotency-Key": "has space"}),
     ("/jobs/batch", b'{"jobs": [', {}),
+    ("/jobs", b'{"type": "quick_task", "job_id": "\\ud800"}', {}),
+    ("/jobs", b'{"type": "quick_task"}', {"content-type": "text/plain"}),
+    ("/jobs/batch", b'{"jobs": [{"type": "quick_task"}]}', {"content-type": "application/x-www-form-urlencoded"}),
     ("/jobs/batch", {"jobs": []}, {}),
     ("/jobs/batch", {"jobs": [{"type": "quick_task"}, {"type": "nope"}]}, {}),
     ("/jobs/batch", {"jobs": [{"type": "quick_task", "job_id": "d"}, {"type": "quick_task", "job_id": "d"}]}, {}),
@@ -214,7 +224,9 @@ def test_the_submit_fast_path_answers_exactly_as_the_litestar_handler(
 ) -> None:
     def answer(url: str) -> tuple[int, list[tuple[str, str]], bytes]:
         if isinstance(body, bytes):
-            response = shared_service.http.post(url, content=body, headers={**headers, "content-type": "x/y"})
+            response = shared_service.http.post(
+                url, content=body, headers={"content-type": "application/json", **headers}
+            )
         else:
             response = shared_service.http.post(url, json=body, headers=headers)
         kept = [(k, v) for k, v in response.headers.multi_items() if k not in ("date", "server")]
@@ -248,3 +260,39 @@ def test_the_submit_fast_path_answers_a_replay_exactly_as_the_litestar_handler(s
     fast, litestar = service.http.post("/jobs", json=conflict), service.http.post("/jobs/", json=conflict)
     assert fast.status_code == litestar.status_code == 409
     assert fast.content == litestar.content
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/jobs/batch"])
+@pytest.mark.parametrize(
+    ("content_type", "says"),
+    [
+        (None, "is missing"),
+        ("text/plain", "'text/plain'"),
+        ("application/x-www-form-urlencoded", "'application/x-www-form-urlencoded'"),
+        ("multipart/form-data; boundary=b", "'multipart/form-data'"),
+        ("application/json; charset=latin-1", "charset 'latin-1'"),
+    ],
+)
+def test_a_body_that_is_not_declared_json_is_a_415_and_creates_nothing(
+    shared_service: Service, path: str, content_type: str | None, says: str
+) -> None:
+    """What a browser form can send without a CORS preflight (form-encoded, multipart, text/plain) never
+    reaches the submit path: a cross-site page cannot submit jobs through a user's browser."""
+    job = b'{"type": "quick_task", "run_at": "2099-01-01T00:00:00Z"}'
+    body = job if path == "/jobs" else b'{"jobs": [' + job + b"]}"
+    headers = {} if content_type is None else {"content-type": content_type}
+    request = shared_service.http.build_request("POST", path, content=body, headers=headers)
+    assert request.headers.get("content-type") == content_type  # httpx adds none for raw content
+    response = shared_service.http.send(request)
+    assert response.status_code == 415, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["errors"][0]["field"] == "Content-Type"
+    assert says in problem["detail"]
+    assert shared_service.http.get("/jobs").json()["items"] == []
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/vnd.taskq+json"])
+def test_json_with_its_charset_or_a_json_suffix_type_is_accepted(service: Service, content_type: str) -> None:
+    response = service.http.post("/jobs", content=b'{"type": "quick_task"}', headers={"content-type": content_type})
+    assert response.status_code == 201, response.text
