@@ -164,7 +164,9 @@ class Service:
         self.database_url = database_url
         self.port = free_port()
         self.log_path = log_path
-        base = {k: v for k, v in os.environ.items() if k != "TASKQ_DATABASE_URL"}
+        # Nothing of the developer's own taskq configuration leaks in (a TASKQ_CPU_UNITS or TASKQ_AUTH in the
+        # shell would change what every test means); each test states the settings it depends on.
+        base = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_") or k == "TASKQ_MIGRATIONS_DIR"}
         self.env = {
             **base,
             **({"TASKQ_DATABASE_URL": database_url} if database_url else {}),

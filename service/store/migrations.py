@@ -38,14 +38,21 @@ def dbmate_binary() -> str:
     return found
 
 
-def migrate(url: str, *, dump_schema_to: Path | None = None) -> None:
-    """`dbmate up`: creates the database when missing, then applies what is new."""
-    args = [dbmate_binary(), "--url", dbmate_url(url), "--migrations-dir", str(MIGRATIONS_DIR)]
+def dbmate_command(url: str, *, dump_schema_to: Path | None = None) -> tuple[list[str], dict[str, str]]:
+    """dbmate's arguments and environment for `up`. The URL travels in the environment (dbmate's own
+    DATABASE_URL), never on the command line, where `ps` would show its password to every local user."""
+    args = [dbmate_binary(), "--migrations-dir", str(MIGRATIONS_DIR)]
     if dump_schema_to is None:
         args.append("--no-dump-schema")
     else:
         args += ["--schema-file", str(dump_schema_to)]
     args += ["--wait", "--wait-timeout", "30s", "up"]
-    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    return args, {**os.environ, "DATABASE_URL": dbmate_url(url)}
+
+
+def migrate(url: str, *, dump_schema_to: Path | None = None) -> None:
+    """`dbmate up`: creates the database when missing, then applies what is new."""
+    args, env = dbmate_command(url, dump_schema_to=dump_schema_to)
+    done = subprocess.run(args, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise MigrationError(f"dbmate up failed: {(done.stderr or done.stdout).strip()}")
