@@ -34,7 +34,7 @@ class Settings(msgspec.Struct, frozen=True):
     default_timeout_seconds: float
     spare_workers: int
     max_log_lines: int
-    stream_buffer_events: int
+    stream_buffer_bytes: int
     max_body_bytes: int
     log_level: str
 
@@ -167,11 +167,12 @@ SETTINGS: tuple[Setting, ...] = (
         "an integer 0-1000000",
     ),
     Setting(
-        "stream_buffer_events",
-        "10000",
-        "events buffered per WebSocket client; a client further behind is disconnected as a slow consumer",
-        _integer(10, 10_000_000),
-        "an integer 10-10000000",
+        "stream_buffer_bytes",
+        "1048576",
+        "bytes of events buffered per WebSocket client; a client further behind is disconnected as a slow"
+        " consumer (close code 1008) and resumes with ?after",
+        _integer(4096, 1 << 30),
+        "an integer 4096-1073741824",
     ),
     Setting(
         "max_body_bytes",

@@ -707,7 +707,7 @@ async def openapi_document(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 def create_app(settings: Settings, database_url: str, scheduler_socket: str, restarts: int = 0) -> Litestar:
-    hub = EventHub(settings.stream_buffer_events)
+    hub = EventHub(settings.stream_buffer_bytes)
     telemetry = Telemetry("api", gauges={"taskq_stream_subscribers": lambda: [(len(hub.subscribers), {})]})
 
     @contextlib.asynccontextmanager

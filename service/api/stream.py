@@ -1,9 +1,10 @@
 """The live event stream: `WS /jobs/stream`.
 
 The scheduler publishes every committed status change (with a gap-free sequence number) to each API
-process; the `EventHub` fans them out to subscribers, each with a bounded queue. A subscriber whose queue
-overflows is a slow consumer: it is disconnected with close code 1008 and a reason, so one slow client
-can never make the service's memory grow. A client that reconnects with `?after=<seq>` first receives
+process; the `EventHub` fans them out to subscribers, each with a queue bounded in bytes (each event is
+encoded once, whoever receives it). A subscriber whose backlog exceeds the bound is a slow consumer: it
+is disconnected with close code 1008 and a reason, so one slow client can never make the service's
+memory grow. A client that reconnects with `?after=<seq>` first receives
 the events it missed from the `job_events` table (a bounded window), then the live ones, with none
 repeated and none skipped.
 """
@@ -53,13 +54,18 @@ class Filters:
 @dataclass(eq=False)
 class Subscriber:
     filters: Filters
-    queue: asyncio.Queue[JobEvent]
+    queue: asyncio.Queue[tuple[int, str]]  # (seq, the event's JSON text)
+    backlog_bytes: int = 0  # the texts queued and not yet sent
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def take(self, item: tuple[int, str]) -> tuple[int, str]:
+        self.backlog_bytes -= len(item[1])
+        return item
 
 
 class EventHub:
-    def __init__(self, buffer_events: int) -> None:
-        self.buffer_events = buffer_events
+    def __init__(self, buffer_bytes: int) -> None:
+        self.buffer_bytes = buffer_bytes
         self.subscribers: set[Subscriber] = set()
 
     def subscribe(self, filters: Filters) -> Subscriber:
@@ -72,18 +78,23 @@ class EventHub:
 
     def publish(self, events: list[JobEvent]) -> None:
         """A turn's events go to every subscriber whole: a burst (a 10,000-job batch) is not slowness.
-        A subscriber still holding more than `buffer_events` unsent events when the next turn's arrive
-        is slow: it gets nothing more and is disconnected. So its queue stays under the buffer plus one
-        turn's events."""
+        A subscriber still holding more than `buffer_bytes` of unsent events when the next turn's arrive
+        is slow: it gets nothing more and is disconnected. So its backlog stays under the bound plus one
+        turn's events. The bound is in bytes, not events: what a slow client costs is memory."""
+        texts: list[str | None] = [None] * len(events)  # encoded on first use, then shared
         for subscriber in list(self.subscribers):
             if subscriber.overflowed.is_set():
                 continue
-            if subscriber.queue.qsize() > self.buffer_events:
+            if subscriber.backlog_bytes > self.buffer_bytes:
                 subscriber.overflowed.set()
                 continue
-            for event in events:
+            for i, event in enumerate(events):
                 if subscriber.filters.match(event):
-                    subscriber.queue.put_nowait(event)
+                    text = texts[i]
+                    if text is None:
+                        text = texts[i] = event_text(event)
+                    subscriber.queue.put_nowait((event.seq, text))
+                    subscriber.backlog_bytes += len(text)
 
 
 def event_json(event: JobEvent) -> dict[str, Any]:
@@ -103,6 +114,10 @@ def event_json(event: JobEvent) -> dict[str, Any]:
 
 
 _encode = msgspec.json.Encoder().encode
+
+
+def event_text(event: JobEvent) -> str:
+    return _encode(event_json(event)).decode()
 
 
 @websocket("/jobs/stream")
@@ -132,17 +147,18 @@ async def job_stream(
         last = await _replay(socket, state.pool, filters, after) if after is not None else 0
         stop = (closed, subscriber.overflowed)
         while True:
-            got, event = await _unless(subscriber.queue.get(), *stop)
+            got, item = await _unless(subscriber.queue.get(), *stop)
             if not got:
                 break
-            if event.seq > last:
+            seq, text = subscriber.take(item)
+            if seq > last:
                 # A send blocks while the client's socket is full: race it with the overflow as well.
-                sent, _ = await _unless(socket.send_text(_encode(event_json(event)).decode()), *stop)
+                sent, _ = await _unless(socket.send_text(text), *stop)
                 if not sent:
                     break
-                last = event.seq
+                last = seq
         if subscriber.overflowed.is_set():
-            await _disconnect_slow_consumer(socket, state, hub.buffer_events)
+            await _disconnect_slow_consumer(socket, state, hub.buffer_bytes, last)
     except WebSocketDisconnect:
         return
     finally:
@@ -163,16 +179,19 @@ async def _unless(work: Awaitable[T], *stops: asyncio.Event) -> tuple[bool, Any]
     return False, None
 
 
-async def _disconnect_slow_consumer(socket: WebSocket[Any, Any, Any], state: State, buffer_events: int) -> None:
-    """Close with 1008 and a reason. The close frame waits for room in the client's socket like any
-    frame; a client that reads nothing at all is cut off without it after a while."""
-    log.warning("stream subscriber fell %d events behind; disconnecting it", buffer_events)
+async def _disconnect_slow_consumer(
+    socket: WebSocket[Any, Any, Any], state: State, buffer_bytes: int, last_sent: int
+) -> None:
+    """Close with 1008 and a reason naming where to resume. The close frame waits for room in the
+    client's socket like any frame; a client that reads nothing at all is cut off without it after a
+    while. (A close reason has at most 123 bytes, so this one stays short.)"""
+    log.warning("stream subscriber fell over %d bytes behind; disconnecting it", buffer_bytes)
     state.telemetry.add("taskq_stream_disconnects", reason="slow_consumer")
     with contextlib.suppress(Exception):
         await asyncio.wait_for(
             socket.close(
                 code=SLOW_CONSUMER_CLOSE,
-                reason=f"slow consumer: over {buffer_events} events behind; reconnect with ?after",
+                reason=f"slow consumer: over {buffer_bytes} bytes behind; resume with ?after={last_sent}",
             ),
             CLOSE_TIMEOUT_SECONDS,
         )
@@ -188,7 +207,7 @@ async def _replay(socket: WebSocket[Any, Any, Any], pool: asyncpg.Pool, filters:
         for row in rows:
             event = JobEvent(*msgspec.structs.astuple(row))  # the table's columns are the event's fields
             if filters.match(event):
-                await socket.send_text(_encode(event_json(event)).decode())
+                await socket.send_text(event_text(event))
             last = event.seq
         if len(rows) < REPLAY_PAGE:
             return last

@@ -103,16 +103,23 @@ class StalledClient:
         while not self.protocol.events_received():  # the handshake response
             self.protocol.receive_data(self.sock.recv(4096))
 
-    def read_until_closed(self, timeout: float) -> tuple[int, str]:
+    def read_until_closed(self, timeout: float) -> tuple[int, str, list[int]]:
+        """The close code and reason, and the seq of every event received before the close."""
         self.sock.settimeout(timeout)
+        seqs: list[int] = []
         while self.protocol.close_rcvd is None:
             data = self.sock.recv(1 << 16)
             if not data:
                 break
             self.protocol.receive_data(data)
+            seqs += [
+                json.loads(frame.data)["seq"]
+                for frame in self.protocol.events_received()
+                if frame.opcode.name == "TEXT"
+            ]
         self.sock.close()
         close = self.protocol.close_rcvd
-        return (close.code, close.reason) if close is not None else (0, "")
+        return (close.code, close.reason, seqs) if close is not None else (0, "", seqs)
 
 
 def metric_value(service: Service, name: str, **labels: str) -> float:
@@ -126,16 +133,16 @@ def metric_value(service: Service, name: str, **labels: str) -> float:
 def test_slow_stream_consumer_is_disconnected_while_a_fast_one_keeps_up(
     service_factory: Callable[..., Service],
 ) -> None:
-    service = service_factory(TASKQ_STREAM_BUFFER_EVENTS="2000").start()
+    service = service_factory(TASKQ_STREAM_BUFFER_BYTES=str(512 * 1024)).start()
     api = psutil.Process(service.actor_pids()["api"])
     stalled = StalledClient(service)
-    # 30,000 events (~7 MB of JSON), at most 1000 per scheduler turn so that bursts fit the buffer: more
-    # than the kernel's socket buffers (4 MB at most on the server's side here) can hide from the server.
+    # 30,000 events (~7 MB of JSON), at most 1000 (~250 KB) per scheduler turn so that bursts fit the
+    # buffer: more than the kernel's socket buffers (4 MB at most on the server's side here) can hide.
     batches, per_batch = 30, 1000
 
-    async def produce_while_reading_fast() -> tuple[int, int, tuple[int, str]]:
+    async def produce_while_reading_fast() -> tuple[int, int, tuple[int, str, list[int]]]:
         seen = 0
-        closing: asyncio.Task[tuple[int, str]] | None = None
+        closing: asyncio.Task[tuple[int, str, list[int]]] | None = None
         async with websockets.connect(ws_url(service)) as fast:
 
             async def read_fast() -> None:
@@ -163,11 +170,18 @@ def test_slow_stream_consumer_is_disconnected_while_a_fast_one_keeps_up(
             assert closing is not None, "the stalled client was never dropped"
             return seen, api.memory_info().rss - before, await closing
 
-    seen, grown, (code, reason) = asyncio.run(produce_while_reading_fast())
+    seen, grown, (code, reason, got) = asyncio.run(produce_while_reading_fast())
     assert seen == batches * per_batch  # the fast reader got everything and stayed connected
     assert code == 1008
     assert "slow consumer" in reason
     assert grown < 100 * 2**20
+    # The reason names the last event sent, which is the last one the client got; resuming there
+    # delivers the rest, none repeated and none skipped.
+    assert got == list(range(got[0], got[0] + len(got)))
+    assert reason.endswith(f"?after={got[-1]}")
+    remaining = batches * per_batch - len(got)
+    resumed = asyncio.run(collect(ws_url(service, f"?after={got[-1]}"), lambda more: len(more) >= remaining))
+    assert [e["seq"] for e in resumed] == list(range(got[-1] + 1, got[-1] + 1 + remaining))
 
 
 def test_job_logs_capture_handler_stdout_and_cap_lines_per_attempt(service_factory: Callable[..., Service]) -> None:
@@ -193,7 +207,7 @@ def test_service_logs_are_one_json_object_per_line(service: Service) -> None:
 
 
 def test_a_burst_larger_than_the_buffer_does_not_disconnect_a_reader(service_factory: Callable[..., Service]) -> None:
-    service = service_factory(TASKQ_STREAM_BUFFER_EVENTS="50").start()
+    service = service_factory(TASKQ_STREAM_BUFFER_BYTES="4096").start()
     later = "2099-01-01T00:00:00Z"
 
     async def scenario() -> list[dict[str, Any]]:
@@ -203,7 +217,7 @@ def test_a_burst_larger_than_the_buffer_does_not_disconnect_a_reader(service_fac
             assert response.status_code == 201
             return [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(300)]
 
-    events = asyncio.run(scenario())  # one turn, 300 events, a buffer of 50: still all delivered
+    events = asyncio.run(scenario())  # one turn, 300 events (~75 KB), a buffer of 4 KB: still all delivered
     assert {e["event"] for e in events} == {"submitted"}
     assert len({e["job_id"] for e in events}) == 300
 

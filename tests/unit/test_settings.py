@@ -27,7 +27,7 @@ def test_an_empty_environment_loads_every_default() -> None:
         default_timeout_seconds=3600.0,
         spare_workers=4,
         max_log_lines=1000,
-        stream_buffer_events=10000,
+        stream_buffer_bytes=1048576,
         max_body_bytes=1048576,
         log_level="INFO",
     )
