@@ -36,6 +36,13 @@ class EmbeddedPostgres:
         info = server.get_postmaster_info()
         return f"postgresql://postgres@/{database}?host={info.socket_dir}"
 
+    def postmaster_pid(self) -> int | None:
+        """The running postmaster's pid, from its `postmaster.pid` (None without one)."""
+        try:
+            return int((self.pgdata / "postmaster.pid").read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+
     def stop(self) -> None:
         if self._server is None:
             return

@@ -38,6 +38,7 @@ log = logging.getLogger("taskq.root")
 
 MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 30.0
+DATABASE_RETRY_SECONDS = 0.5  # first wait before another try at starting the embedded PostgreSQL
 
 
 class RestartIntensityExceeded(RuntimeError):
@@ -63,6 +64,12 @@ class RootSupervisor:
         self.stop_signals = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self.embedded: EmbeddedPostgres | None = None
+        self.postmaster_fd: int | None = None  # a pidfd of the embedded postmaster: readable once it exits
+        self.postmaster_pid: int | None = None
+        self.database_lost_at: float | None = None  # monotonic; set while the embedded server is down
+        self.database_retry_at = 0.0
+        self.database_retry_delay = DATABASE_RETRY_SECONDS
+        self.url = ""
         self.runtime_dir = ""
 
     def serve(self) -> int:
@@ -86,6 +93,8 @@ class RootSupervisor:
             return 1
         finally:
             self._stop_children()
+            if self.postmaster_fd is not None:
+                os.close(self.postmaster_fd)
             if self.embedded is not None:
                 self.embedded.stop()
             if self.runtime_dir:
@@ -100,8 +109,60 @@ class RootSupervisor:
             return self.settings.database_url
         self.embedded = EmbeddedPostgres(self.settings.data_dir)
         url = self.embedded.start()
-        log.info("embedded PostgreSQL running in %s", self.embedded.pgdata)
+        self.url = url
+        self._watch_postmaster()
+        log.info("embedded PostgreSQL running in %s (pid %s)", self.embedded.pgdata, self.postmaster_pid)
         return url
+
+    def _watch_postmaster(self) -> None:
+        """The embedded postmaster is not our child (pg_ctl daemonizes it), so it is watched with a pidfd,
+        which becomes readable when it exits, whoever its parent is."""
+        assert self.embedded is not None
+        pid = self.embedded.postmaster_pid()
+        if pid is None:
+            return
+        try:
+            self.postmaster_fd = os.pidfd_open(pid)
+        except (OSError, AttributeError):  # gone already (the next check notices), or no pidfd here
+            self.postmaster_fd = None
+            return
+        self.postmaster_pid = pid
+
+    def _database_exited(self) -> None:
+        """The embedded PostgreSQL died (the OOM killer, a crash, a stray SIGQUIT): this service owns it,
+        so it starts it again. Meanwhile the actors do what they do in any outage: the scheduler waits
+        for the database, the API answers 503 and is not ready, the supervisor keeps its workers'
+        results until a scheduler acknowledges them."""
+        if self.postmaster_fd is not None:
+            os.close(self.postmaster_fd)
+        self.postmaster_fd = None
+        log.error("embedded PostgreSQL (pid %s) exited; starting it again", self.postmaster_pid)
+        self.database_lost_at = self.database_retry_at = time.monotonic()
+        self.database_retry_delay = DATABASE_RETRY_SECONDS
+
+    def _restart_database(self) -> None:
+        assert self.embedded is not None
+        assert self.database_lost_at is not None
+        dead = self.postmaster_pid
+        try:
+            url = self.embedded.start()
+            pid = self.embedded.postmaster_pid()
+            if pid is None or pid == dead:  # adopted what is left of the dead one (a pid file, a zombie)
+                raise RuntimeError(f"postmaster {dead} is not gone yet")
+        except Exception as exc:
+            log.warning("embedded PostgreSQL did not start (%s); retrying in %.1fs", exc, self.database_retry_delay)
+            self.database_retry_at = time.monotonic() + self.database_retry_delay
+            self.database_retry_delay = min(self.database_retry_delay * 2, 5.0)
+            return
+        # The actors keep their URL: pgserver derives the socket directory from the data directory alone.
+        assert url == self.url, (url, self.url)
+        self._watch_postmaster()
+        log.info(
+            "embedded PostgreSQL (pid %s) back after %.1fs",
+            self.postmaster_pid,
+            time.monotonic() - self.database_lost_at,
+        )
+        self.database_lost_at = None
 
     def _start_children(self, url: str) -> None:
         from service.api import server
@@ -134,7 +195,13 @@ class RootSupervisor:
     def _watch(self) -> None:
         while not self.stop_signals:
             sentinels = {c.process.sentinel: c for c in self.children if c.process is not None}
-            ready = multiprocessing.connection.wait([*sentinels, self._wake_r], timeout=5.0)
+            waitables: list[Any] = [*sentinels, self._wake_r]
+            if self.postmaster_fd is not None:
+                waitables.append(self.postmaster_fd)
+            timeout = 5.0
+            if self.database_lost_at is not None:
+                timeout = max(0.0, self.database_retry_at - time.monotonic())
+            ready = multiprocessing.connection.wait(waitables, timeout=timeout)
             for item in ready:
                 if item is self._wake_r:
                     self._drain_wakeups()
@@ -142,7 +209,12 @@ class RootSupervisor:
                 if self.stop_signals:
                     break
                 assert isinstance(item, int)
+                if item == self.postmaster_fd:
+                    self._database_exited()
+                    continue
                 self._restart(sentinels[item])
+            if self.database_lost_at is not None and time.monotonic() >= self.database_retry_at:
+                self._restart_database()
 
     def _restart(self, child: ChildSpec) -> None:
         assert child.process is not None

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import PgServer, Service, wait_until
@@ -46,6 +49,14 @@ def postmaster_pid(data_dir: Path) -> int:
     return int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
 
 
+def postmaster_pid_or_none(data_dir: Path) -> int | None:
+    """None while the file is missing or half written (a starting postmaster writes it in steps)."""
+    try:
+        return postmaster_pid(data_dir)
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+
+
 @pytest.mark.parametrize("also_kill_postgres", [False, True], ids=["postmaster-survives", "stale-pid-file"])
 def test_embedded_postgres_copes_with_a_kill_9_of_the_service(
     service_factory: Callable[..., Service], tmp_path: Path, also_kill_postgres: bool
@@ -68,3 +79,56 @@ def test_embedded_postgres_copes_with_a_kill_9_of_the_service(
     second.wait_status(job["job_id"], "cancelled")
     assert second.stop() == 0
     assert not (data_dir / "pg" / "postmaster.pid").exists()  # a clean exit stops the embedded PostgreSQL
+
+
+@pytest.mark.parametrize("signum", [signal.SIGQUIT, signal.SIGKILL], ids=["sigquit", "sigkill"])
+def test_the_embedded_postgres_killed_under_a_submit_burst_comes_back_and_nothing_acknowledged_is_lost(
+    service_factory: Callable[..., Service], tmp_path: Path, signum: int
+) -> None:
+    """SIGQUIT is PostgreSQL's immediate shutdown (what its children see of a crash); SIGKILL (the OOM
+    killer) leaves a stale postmaster.pid and orphaned backends behind. The service owns its embedded
+    PostgreSQL, so it starts it again by itself either way."""
+    data_dir = tmp_path / "data"
+    service = service_factory(embedded=True, TASKQ_DATA_DIR=str(data_dir)).start(timeout=60)
+    accepted: list[str] = []
+    answers: Counter[int] = Counter()
+    stop = threading.Event()
+
+    def burst() -> None:
+        with httpx.Client(base_url=service.base_url, timeout=10.0) as http:
+            while not stop.is_set():
+                response = http.post("/jobs", json={"type": "quick_task", "payload": {"duration_seconds": 0}})
+                answers[response.status_code] += 1
+                if response.status_code == 201:
+                    accepted.append(response.json()["job_id"])
+
+    submitter = threading.Thread(target=burst)
+    submitter.start()
+    try:
+        wait_until(lambda: len(accepted) >= 20, what="a submit burst under way")
+        postmaster = postmaster_pid(data_dir)
+        os.kill(postmaster, signum)
+        wait_until(
+            lambda: (
+                not Path(f"/proc/{postmaster}/status").exists()
+                or "zombie" in Path(f"/proc/{postmaster}/status").read_text()
+            ),
+            what="the postmaster gone",
+        )
+        restarted = wait_until(
+            lambda: (data_dir / "pg" / "postmaster.pid").exists() and postmaster_pid_or_none(data_dir) != postmaster,
+            timeout=30,
+            what="a new postmaster",
+        )
+        assert restarted
+        before = len(accepted)
+        wait_until(lambda: len(accepted) >= before + 20, timeout=30, what="submissions accepted again")
+    finally:
+        stop.set()
+        submitter.join(30)
+    assert set(answers) <= {201, 503}, answers  # refused while the database was away, never a 500
+    wait_until(lambda: service.http.get("/health/ready").status_code == 200, timeout=30, what="ready again")
+    for job_id in accepted:  # every acknowledged job exists and ran exactly once
+        done = service.wait_status(job_id, "succeeded", timeout=60)
+        assert [a["outcome"] for a in done["attempts"]] == ["succeeded"], done
+    assert "embedded PostgreSQL" in service.logs() and "back after" in service.logs()
