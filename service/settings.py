@@ -34,6 +34,8 @@ class Settings(msgspec.Struct, frozen=True):
     default_timeout_seconds: float
     spare_workers: int
     max_log_lines: int
+    retention_succeeded: float | None
+    retention_failed: float | None
     stream_buffer_bytes: int
     max_body_bytes: int
     log_level: str
@@ -72,6 +74,24 @@ def _number(low: float, high: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(d|h|m|s)?")
+_UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, None: 1.0}
+
+
+def _retention(raw: str) -> float | None:
+    """`7d`, `12h`, `30m`, `90s` or seconds; `0` or `forever` keeps them (None)."""
+    text = raw.strip().lower()
+    if text in ("0", "forever"):
+        return None
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not 0 < seconds <= 100 * 365 * 86400:
+        raise ValueError
+    return seconds
 
 
 def _optional_text(raw: str) -> str | None:
@@ -165,6 +185,20 @@ SETTINGS: tuple[Setting, ...] = (
         "handler log lines (logger, stdout, stderr) kept per attempt; the rest are counted and dropped",
         _integer(0, 1_000_000),
         "an integer 0-1000000",
+    ),
+    Setting(
+        "retention_succeeded",
+        "7d",
+        "how long succeeded and cancelled jobs (with their attempts and logs) are kept after they finish",
+        _retention,
+        "a duration such as 7d, 12h, 30m, 90s or seconds, or 0 (forever)",
+    ),
+    Setting(
+        "retention_failed",
+        "30d",
+        "how long failed and upstream_failed jobs (with their attempts and logs) are kept after they finish",
+        _retention,
+        "a duration such as 30d, 12h, 30m, 90s or seconds, or 0 (forever)",
     ),
     Setting(
         "stream_buffer_bytes",

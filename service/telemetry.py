@@ -82,6 +82,14 @@ CATALOGUE: tuple[Metric, ...] = (
         "scheduler",
     ),
     Metric(
+        "taskq_jobs_pruned",
+        "counter",
+        "{job}",
+        ("status",),
+        "finished jobs deleted by retention, with their attempts and logs",
+        "scheduler",
+    ),
+    Metric(
         "taskq_job_retries", "counter", "{retry}", ("type",), "retries scheduled after a failed attempt", "scheduler"
     ),
     Metric(

@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -64,6 +65,9 @@ from service.transport import AsyncChannel, ChannelClosed
 log = logging.getLogger("taskq.scheduler")
 
 CLOSE_SECONDS = 5.0  # longest wait for a graceful close of the database connections on the way out
+# Retention deletes at most this many finished jobs per statement, between turns: a few milliseconds
+# each, so that pruning a large backlog never holds up dispatch for long.
+RETENTION_BATCH = 500
 
 # Status changes kept for stream replay (?after=<seq>); older ones are pruned.
 EVENT_WINDOW = 100_000
@@ -133,6 +137,10 @@ class SchedulerActor:
         self.deferred_pids: list[tuple[str, int, int]] = []
         self.deferred_since: float | None = None  # monotonic time of the oldest
         self.pruning: asyncio.Task[None] | None = None
+        kept = [k for k in (settings.retention_succeeded, settings.retention_failed) if k is not None]
+        # Checked a tenth as often as the shortest retention: a job outlives it by at most ~10%.
+        self.retention_interval = min(60.0, max(0.5, min(kept) / 10)) if kept else None
+        self.next_retention = time.time() if kept else None  # epoch seconds of the next pass
 
     async def run(self) -> None:
         self.telemetry = Telemetry("scheduler", gauges=self._gauges())
@@ -148,6 +156,8 @@ class SchedulerActor:
         try:
             while not self.stopping:
                 await self._turn()
+                if self.next_retention is not None and time.time() >= self.next_retention:
+                    await self._retain()
                 if self.drain_deadline is not None and not self.core.running:
                     log.info("drained: no attempt is running; the scheduler stops")
                     break
@@ -266,7 +276,7 @@ class SchedulerActor:
         now = time.time()
         deadline = self.drain_deadline if self.drain_deadline is not None and self.drain_deadline > now else None
         flush_at = None if self.deferred_since is None else now + self.deferred_since + DEFER_SECONDS - time.monotonic()
-        wakeups = [w for w in (self.core.next_wakeup(), deadline, flush_at) if w is not None]
+        wakeups = [w for w in (self.core.next_wakeup(), deadline, flush_at, self.next_retention) if w is not None]
         timeout = max(0.0, min(wakeups) - now) if wakeups else None
         batch: list[tuple[Client | None, ToScheduler | Disconnected | None]] = []
         get = asyncio.ensure_future(self.inbox.get())
@@ -554,6 +564,27 @@ class SchedulerActor:
             self.pruned_up_to = self.event_seq - EVENT_WINDOW
             self.pruning = asyncio.create_task(self._prune(self.pruned_up_to))
         return starts
+
+    async def _retain(self) -> None:
+        """Retention: delete one batch of finished jobs past their time, between turns (the scheduler is
+        the only writer of job state, so no turn can be re-driving a job while it goes). A full batch
+        means more may be due, and the next pass follows the next turn."""
+        now = time.time()
+        succeeded, failed = self.settings.retention_succeeded, self.settings.retention_failed
+        pruned = await gateway.prune_finished_jobs(
+            self.pool,
+            None if succeeded is None else datetime.fromtimestamp(now - succeeded, UTC),
+            None if failed is None else datetime.fromtimestamp(now - failed, UTC),
+            RETENTION_BATCH,
+        )
+        for row in pruned:
+            self.terminal_counts[row.status] -= 1
+            self.telemetry.add("taskq_jobs_pruned", status=row.status)
+        self.core.forget_finished(row.job_id for row in pruned)
+        if pruned:
+            log.info("retention deleted %d finished jobs", len(pruned))
+        assert self.retention_interval is not None
+        self.next_retention = now if len(pruned) == RETENTION_BATCH else now + self.retention_interval
 
     async def _prune(self, up_to: int) -> None:
         try:

@@ -473,6 +473,11 @@ class SchedulerCore:
         self._finish(job, Status.CANCELLED, now, "cancelled", error="cancelled before it ran")
         return "cancelled"
 
+    def forget_finished(self, job_ids: Iterable[str]) -> None:
+        """Finished jobs that retention deleted: their ids may be submitted again as new jobs."""
+        for job_id in job_ids:
+            self.recently_finished.pop(job_id, None)
+
     def redrive(self, job_id: str, items: list[Restored], dep_status: Mapping[str, str], now: float) -> bool:
         """Re-drive a failed job from the dead letter queue with fresh attempts; its upstream_failed
         descendants (`items`, the job itself included) go back to blocked behind it."""

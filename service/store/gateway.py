@@ -381,6 +381,19 @@ async def prune_events(db: Executor, up_to_seq: int) -> None:
     await db.execute(Q["prune_events"], up_to_seq)
 
 
+class PrunedJob(msgspec.Struct, frozen=True, gc=False):
+    job_id: str
+    status: str
+
+
+async def prune_finished_jobs(
+    db: Executor, succeeded_before: datetime | None, failed_before: datetime | None, limit: int
+) -> list[PrunedJob]:
+    """Deletes up to `limit` finished jobs past their retention (None: that class is kept forever)."""
+    rows = await db.fetch(Q["prune_finished_jobs"], succeeded_before, failed_before, limit)
+    return _typed(PrunedJob, rows)
+
+
 class EventRecord(msgspec.Struct, frozen=True, gc=False):
     """A kept stream event: the fields of the stream's JobEvent, in its order."""
 

@@ -138,6 +138,30 @@ SELECT coalesce(max(seq), 0) FROM job_events;
 -- name: prune_events
 DELETE FROM job_events WHERE seq <= $1;
 
+-- name: prune_finished_jobs
+-- Retention: up to $3 finished jobs whose time is up ($1 for succeeded and cancelled, $2 for failed and
+-- upstream_failed; NULL keeps that class forever), with their attempts and log lines. A job that a live
+-- job depends on stays: a scheduler rebuilding that live job reads its dependencies' statuses from here.
+-- The oldest first, by seq through the partial index of finished jobs; dependency edges go by cascade.
+WITH doomed AS (
+    SELECT j.job_id, j.terminal_status
+    FROM jobs j
+    WHERE j.terminal_status IS NOT NULL
+      AND ((j.terminal_status IN ('succeeded', 'cancelled') AND j.finished_at < $1)
+        OR (j.terminal_status IN ('failed', 'upstream_failed') AND j.finished_at < $2))
+      AND NOT EXISTS (
+          SELECT 1 FROM job_dependencies d JOIN jobs child ON child.job_id = d.job_id
+          WHERE d.depends_on = j.job_id AND child.finished_at IS NULL)
+    ORDER BY j.seq
+    LIMIT $3
+), logs AS (
+    DELETE FROM job_logs l USING doomed WHERE l.job_id = doomed.job_id
+), attempts AS (
+    DELETE FROM attempts a USING doomed WHERE a.job_id = doomed.job_id
+)
+DELETE FROM jobs j USING doomed WHERE j.job_id = doomed.job_id
+RETURNING j.job_id, doomed.terminal_status::text AS status;
+
 -- name: events_after
 -- Replay for a reconnecting stream client; the primary key walks seq in order.
 SELECT seq, extract(epoch FROM at)::float8 AS at, job_id, type, priority::text AS priority,

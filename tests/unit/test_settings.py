@@ -27,6 +27,8 @@ def test_an_empty_environment_loads_every_default() -> None:
         default_timeout_seconds=3600.0,
         spare_workers=4,
         max_log_lines=1000,
+        retention_succeeded=7 * 86400.0,
+        retention_failed=30 * 86400.0,
         stream_buffer_bytes=1048576,
         max_body_bytes=1048576,
         log_level="INFO",
@@ -48,6 +50,21 @@ def test_given_values_override_the_defaults_and_are_parsed_to_their_types() -> N
     assert (settings.port, settings.cpu_units, settings.memory_mb) == (9000, 2, 512)
     assert (settings.shutdown_grace_seconds, settings.aging_interval_seconds) == (0.5, 0.001)
     assert settings.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [("7d", 604800.0), ("12h", 43200.0), ("30m", 1800.0), ("90s", 90.0), ("2.5", 2.5), (" 1 H ", 3600.0),
+     ("0", None), ("forever", None)],
+)  # fmt: skip
+def test_a_retention_is_a_duration_or_forever(raw: str, seconds: float | None) -> None:
+    assert load({"TASKQ_RETENTION_SUCCEEDED": raw}).retention_succeeded == seconds
+
+
+@pytest.mark.parametrize("raw", ["-1d", "1w", "d", "", "1e3", "nan", "101000d"])
+def test_a_retention_that_is_not_a_duration_is_refused(raw: str) -> None:
+    with pytest.raises(SettingsError, match="TASKQ_RETENTION_FAILED to be a duration"):
+        load({"TASKQ_RETENTION_FAILED": raw})
 
 
 def test_load_without_a_mapping_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
