@@ -12,6 +12,10 @@ Payload knobs, shared by all of them:
   nul_in            put a NUL character into "stdout", "log", "error" or "result" (PostgreSQL cannot store it)
   stray_task_seconds  leave an asyncio task behind that prints a line after this many seconds
                     (nothing awaits it: a reused worker must cancel it before its next attempt)
+  spawn_child_seconds  start `sleep N` as a subprocess first, and say its pid in the log ("child <pid>"):
+                    a kill of the attempt must take it down too
+  release_file      wait until this file exists before sleeping: a job that runs exactly as long as its
+                    caller (a test) wants, whatever the machine's speed
 `invalid_operation` always raises a permanent error. `tiny_task` is `quick_task` in a reused worker
 (`reuse_worker=True`): the same knobs, without a fork per attempt.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
 from typing import Any
 
@@ -48,6 +53,7 @@ class TransientError(RuntimeError):
 
 
 _STRAYS: set[asyncio.Future[None]] = set()  # referenced, so that only a cancel ends them early
+_CHILDREN: list[subprocess.Popen[bytes]] = []  # referenced: a Popen collected early would warn
 
 
 async def _print_later(delay: float, job_id: str) -> None:
@@ -60,6 +66,16 @@ async def simulate(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     fail_times = int(payload.get("fail_times", 0))
     ctx.log.info("attempt %d of job %s starting", ctx.attempt, ctx.job_id)
+    if "spawn_child_seconds" in payload:
+        # Not awaited: the child must outlive this call, so that only a kill of the attempt can end it.
+        child = subprocess.Popen(["sleep", str(float(payload["spawn_child_seconds"]))])  # noqa: ASYNC220
+        _CHILDREN.append(child)
+        ctx.log.info("child %d", child.pid)
+    release = payload.get("release_file")
+    if release is not None:
+        # Polled: the releaser is another process, and a stat costs microseconds.
+        while not os.path.exists(str(release)):  # noqa: ASYNC110, ASYNC240
+            await asyncio.sleep(0.01)
     for line in range(int(payload.get("print_lines", 0))):
         print(f"stdout line {line}")
     nul_in = payload.get("nul_in")

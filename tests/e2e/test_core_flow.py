@@ -28,26 +28,39 @@ def started_order(service: Service, job_ids: list[str]) -> list[str]:
     return sorted(job_ids, key=first_start)
 
 
-def hold_whole_node(service: Service, seconds: float = 1.0) -> str:
-    job = service.submit(
-        type="long_running",
-        payload={"duration_seconds": seconds},
-        resource_requirements={"cpu_units": 8, "memory_mb": 4096},
-    )
-    service.wait_status(job["job_id"], "running")
-    return str(job["job_id"])
+class Blocker:
+    """A job holding the whole node until the test releases it: the test never races a fixed duration
+    that a loaded machine could outlast (or cut short)."""
+
+    def __init__(self, service: Service, release_dir: Path) -> None:
+        self.release_file = release_dir / f"release-{next(_blockers)}"
+        job = service.submit(
+            type="long_running",
+            payload={"duration_seconds": 0, "release_file": str(self.release_file)},
+            resource_requirements={"cpu_units": 8, "memory_mb": 4096},
+        )
+        service.wait_status(job["job_id"], "running")
+        self.job_id = str(job["job_id"])
+
+    def release(self) -> str:
+        self.release_file.touch()
+        return self.job_id
 
 
-def test_scenario_1_jobs_run_in_priority_order_and_succeed(service: Service) -> None:
-    blocker = hold_whole_node(service)
+_blockers = itertools.count()
+
+
+def test_scenario_1_jobs_run_in_priority_order_and_succeed(service: Service, tmp_path: Path) -> None:
+    blocker = Blocker(service, tmp_path)
     jobs = [service.submit(**job) for job in scenario_1()]
     assert [job["status"] for job in jobs] == ["pending"] * 3
     assert [job["position_in_queue"] for job in jobs] == [0, 0, 2]  # critical jumped ahead of normal
     stats = service.http.get("/stats").json()
     assert stats["resources_in_use"] == {"cpu_units": 8, "memory_mb": 4096}
     assert stats["jobs_by_status"]["pending"] == 3
+    blocker.release()
     done = [service.wait_status(job["job_id"], "succeeded") for job in jobs]
-    service.wait_status(blocker, "succeeded")
+    service.wait_status(blocker.job_id, "succeeded")
     ids = [job["job_id"] for job in jobs]
     assert started_order(service, ids) == [ids[1], ids[0], ids[2]]  # critical, normal, low
     for job in done:
@@ -59,8 +72,8 @@ def test_scenario_1_jobs_run_in_priority_order_and_succeed(service: Service) -> 
     assert final["jobs_by_status"]["succeeded"] == 4
 
 
-def test_saturated_node_starts_jobs_strictly_by_priority_then_fifo(service: Service) -> None:
-    blocker = hold_whole_node(service, seconds=1.5)
+def test_saturated_node_starts_jobs_strictly_by_priority_then_fifo(service: Service, tmp_path: Path) -> None:
+    blocker = Blocker(service, tmp_path)
     priorities = ["critical", "high", "normal", "low"] * 3
     random.Random(7).shuffle(priorities)
     submitted = [
@@ -72,9 +85,11 @@ def test_saturated_node_starts_jobs_strictly_by_priority_then_fifo(service: Serv
         )
         for priority in priorities
     ]
+    assert {job["status"] for job in submitted} == {"pending"}  # all of them wait behind the blocker
+    blocker.release()
     for job in submitted:
         service.wait_status(job["job_id"], "succeeded")
-    service.wait_status(blocker, "succeeded")
+    service.wait_status(blocker.job_id, "succeeded")
     rank = {"critical": 0, "high": 1, "normal": 2, "low": 3}
     expected = [job["job_id"] for job in sorted(submitted, key=lambda j: (rank[j["priority"]], submitted.index(j)))]
     jobs = {job["job_id"]: service.job(job["job_id"]) for job in submitted}
@@ -155,8 +170,8 @@ def test_get_list_and_keyset_pagination(service: Service) -> None:
     assert missing.json()["status"] == 404
 
 
-def test_cancel_pending_job_is_immediate_and_it_never_runs(service: Service) -> None:
-    blocker = hold_whole_node(service)
+def test_cancel_pending_job_is_immediate_and_it_never_runs(service: Service, tmp_path: Path) -> None:
+    blocker = Blocker(service, tmp_path)
     job = service.submit(type="quick_task", resource_requirements={"cpu_units": 2, "memory_mb": 256})
     assert job["status"] == "pending"
     cancelled = service.http.patch(f"/jobs/{job['job_id']}/cancel")
@@ -165,7 +180,7 @@ def test_cancel_pending_job_is_immediate_and_it_never_runs(service: Service) -> 
     again = service.http.patch(f"/jobs/{job['job_id']}/cancel")
     assert again.status_code == 409
     assert service.http.patch("/jobs/nope/cancel").status_code == 404
-    service.wait_status(blocker, "succeeded")
+    service.wait_status(blocker.release(), "succeeded")
     after = service.job(job["job_id"])
     assert after["status"] == "cancelled"
     assert after["attempt_count"] == 0
@@ -190,15 +205,14 @@ def test_job_logs_hold_lifecycle_events_and_handler_lines(service: Service) -> N
 
 
 def test_sigterm_drains_running_jobs_refuses_new_ones_and_a_restart_continues(
-    service_factory: Callable[..., Service],
+    service_factory: Callable[..., Service], tmp_path: Path
 ) -> None:
     first = service_factory().start()
-    blocker = hold_whole_node(first, seconds=1.5)
+    blocker = Blocker(first, tmp_path)
     waiting = [first.submit(type="quick_task")["job_id"] for _ in range(3)]
     assert first.process is not None
     first.process.send_signal(signal.SIGTERM)
-    ready = wait_until(lambda: first.http.get("/health/ready").status_code == 503, timeout=1.0, what="not ready")
-    assert ready
+    wait_until(lambda: first.http.get("/health/ready").status_code == 503, timeout=1.0, what="not ready")
     refused = first.http.post("/jobs", json={"type": "quick_task"})
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
@@ -206,21 +220,25 @@ def test_sigterm_drains_running_jobs_refuses_new_ones_and_a_restart_continues(
     assert refused_batch.status_code == 503
     assert refused_batch.headers["retry-after"] == "1"
     assert refused_batch.headers["content-type"].startswith("application/problem+json")
+    blocker.release()  # during the drain: it finishes within the grace
     assert first.process.wait(20) == 0
     second = service_factory(first.database_url).start()
-    assert [a["outcome"] for a in second.job(blocker)["attempts"]] == ["succeeded"]  # it finished in the grace
+    assert [a["outcome"] for a in second.job(blocker.job_id)["attempts"]] == ["succeeded"]
     for job_id in waiting:
         done = second.wait_status(job_id, "succeeded")
         assert [a["outcome"] for a in done["attempts"]] == ["succeeded"]  # none started during the drain
 
 
 def test_jobs_still_running_after_the_grace_are_interrupted_without_using_an_attempt(
-    service_factory: Callable[..., Service],
+    service_factory: Callable[..., Service], tmp_path: Path
 ) -> None:
     first = service_factory(TASKQ_SHUTDOWN_GRACE_SECONDS="0.5").start()
-    job = first.submit(type="long_running", payload={"duration_seconds": 2}, retry_config={"max_attempts": 1})
+    release = tmp_path / "release"
+    payload = {"duration_seconds": 0, "release_file": str(release)}
+    job = first.submit(type="long_running", payload=payload, retry_config={"max_attempts": 1})
     first.wait_status(job["job_id"], "running")
-    assert first.stop() == 0
+    assert first.stop() == 0  # it still waits for its release: the end of the grace interrupts it
+    release.touch()
     second = service_factory(first.database_url, TASKQ_SHUTDOWN_GRACE_SECONDS="0.5").start()
     done = second.wait_status(job["job_id"], "succeeded")
     assert [a["outcome"] for a in done["attempts"]] == ["interrupted", "succeeded"]  # max_attempts 1 and yet it ran

@@ -72,8 +72,7 @@ def test_embedded_postgres_copes_with_a_kill_9_of_the_service(
         wait_until(lambda: not Path(f"/proc/{postmaster}").exists(), what="postmaster gone")
         assert (data_dir / "pg" / "postmaster.pid").exists()  # stale
     second = service_factory(embedded=True, TASKQ_DATA_DIR=str(data_dir)).start(timeout=60)
-    recovered = wait_until(lambda: len(second.job(job["job_id"])["attempts"]) == 2, what="a second attempt")
-    assert recovered
+    wait_until(lambda: len(second.job(job["job_id"])["attempts"]) == 2, what="a second attempt")
     assert second.job(job["job_id"])["attempts"][0]["outcome"] == "crashed"
     second.http.patch(f"/jobs/{job['job_id']}/cancel")
     second.wait_status(job["job_id"], "cancelled")
@@ -115,12 +114,11 @@ def test_the_embedded_postgres_killed_under_a_submit_burst_comes_back_and_nothin
             ),
             what="the postmaster gone",
         )
-        restarted = wait_until(
+        wait_until(
             lambda: (data_dir / "pg" / "postmaster.pid").exists() and postmaster_pid_or_none(data_dir) != postmaster,
             timeout=30,
             what="a new postmaster",
         )
-        assert restarted
         before = len(accepted)
         wait_until(lambda: len(accepted) >= before + 20, timeout=30, what="submissions accepted again")
     finally:

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import psutil
+import pytest
 
 from tests.conftest import Service, wait_until
 
@@ -123,8 +124,7 @@ def test_worker_killed_by_hand_is_crashed_and_retried(service: Service) -> None:
     service.wait_status(job["job_id"], "running")
     pid = wait_until(lambda: service.job(job["job_id"])["attempts"][0]["worker_pid"], what="worker pid")
     os.kill(pid, signal.SIGKILL)
-    retried = wait_until(lambda: len(service.job(job["job_id"])["attempts"]) == 2, what="second attempt")
-    assert retried
+    wait_until(lambda: len(service.job(job["job_id"])["attempts"]) == 2, what="second attempt")
     attempts = service.job(job["job_id"])["attempts"]
     assert attempts[0]["outcome"] == "crashed"
     assert "SIGKILL" in attempts[0]["error"]
@@ -237,8 +237,7 @@ def test_kill_9_of_the_whole_tree_then_restart_recovers_running_jobs(service_fac
     second = service_factory(first.database_url).start()
     for job_id in quick:
         assert second.wait_status(job_id, "succeeded")["status"] == "succeeded"
-    recovered = wait_until(lambda: len(second.job(job["job_id"])["attempts"]) == 2, what="a second attempt")
-    assert recovered
+    wait_until(lambda: len(second.job(job["job_id"])["attempts"]) == 2, what="a second attempt")
     assert second.job(job["job_id"])["attempts"][0]["outcome"] == "crashed"
     second.http.patch(f"/jobs/{job['job_id']}/cancel")
     second.wait_status(job["job_id"], "cancelled")
@@ -268,3 +267,39 @@ def test_handler_output_postgresql_or_msgpack_cannot_carry_never_stops_the_servi
     after = service.submit(type="quick_task", payload={"duration_seconds": 0})
     service.wait_status(after["job_id"], "succeeded")
     assert service.http.get("/stats").json()["jobs_by_status"]["succeeded"] == 3
+
+
+def _child_pid(service: Service, job_id: str) -> int | None:
+    for line in service.http.get(f"/jobs/{job_id}/logs").json():
+        if line["event"] == "log" and line["message"].startswith("child "):
+            return int(line["message"].split()[1])
+    return None
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("how", ["timeout", "cancel"])
+def test_a_killed_attempt_leaves_no_process_of_its_handler_behind(service: Service, how: str) -> None:
+    """The attempt is declared over only when its whole process group is: a `sleep 300` the handler
+    started goes with it."""
+    job = service.submit(
+        type="long_running",
+        payload={"duration_seconds": 3600, "spawn_child_seconds": 300},
+        retry_config={"max_attempts": 1},
+        **({"timeout_seconds": 1} if how == "timeout" else {}),
+    )
+    child = wait_until(lambda: _child_pid(service, job["job_id"]), what="the handler's subprocess")
+    if how == "cancel":
+        assert not _gone(child)
+        assert service.http.patch(f"/jobs/{job['job_id']}/cancel").status_code == 200
+        done = service.wait_status(job["job_id"], "cancelled")
+        assert [a["outcome"] for a in done["attempts"]] == ["cancelled"]
+    else:
+        done = service.wait_status(job["job_id"], "failed")
+        assert [a["outcome"] for a in done["attempts"]] == ["timed_out"]
+    wait_until(lambda: _gone(child), timeout=10, what=f"sleep 300 (pid {child}) to end with its attempt")
