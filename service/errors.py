@@ -109,6 +109,10 @@ class Unauthenticated(TaskqError):
     title = "Unauthorized"
     challenge: ClassVar[str] = 'Bearer realm="taskq"'
 
+    @classmethod
+    def because(cls, message: str) -> Unauthenticated:
+        return cls(f"Authorization: {message}", errors=[{"field": "Authorization", "message": message}])
+
 
 class MissingScope(TaskqError):
     """The API key does not have the scope this route needs."""

@@ -289,10 +289,10 @@ def guard(app: ASGIApp, ring: KeyRing, allowed_origins: tuple[str, ...]) -> ASGI
                 if needed is not None:
                     token = bearer(headers) or query_token
                     if token is None:
-                        raise Unauthenticated
+                        raise Unauthenticated.because("is missing; send Authorization: Bearer <key>")
                     scopes = await ring.scopes_of(token)
                     if scopes is None:
-                        raise Unauthenticated("the API key is not valid: unknown, revoked or mistyped")
+                        raise Unauthenticated.because("the API key is not valid: unknown, revoked or mistyped")
                     if needed not in scopes:
                         raise MissingScope.needing(needed, method, route)
         except Exception as exc:
