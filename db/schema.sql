@@ -76,6 +76,27 @@ SET default_tablespace = '';
 SET default_table_access_method = heap;
 
 --
+-- Name: api_keys; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.api_keys (
+    key_id text NOT NULL,
+    name text NOT NULL,
+    scopes text[] NOT NULL,
+    salt bytea NOT NULL,
+    hash bytea NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    revoked_at timestamp with time zone,
+    CONSTRAINT api_keys_check CHECK ((revoked_at >= created_at)),
+    CONSTRAINT api_keys_hash_check CHECK ((octet_length(hash) = 32)),
+    CONSTRAINT api_keys_key_id_check CHECK ((key_id ~ '^[0-9a-f]{12}$'::text)),
+    CONSTRAINT api_keys_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 100))),
+    CONSTRAINT api_keys_salt_check CHECK ((octet_length(salt) = 16)),
+    CONSTRAINT api_keys_scopes_check CHECK (((cardinality(scopes) > 0) AND (scopes <@ ARRAY['submit'::text, 'read'::text, 'admin'::text])))
+);
+
+
+--
 -- Name: attempts; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -256,6 +277,14 @@ CREATE TABLE public.schema_migrations (
 
 
 --
+-- Name: api_keys api_keys_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.api_keys
+    ADD CONSTRAINT api_keys_pkey PRIMARY KEY (key_id);
+
+
+--
 -- Name: attempts attempts_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -385,4 +414,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261129000004'),
     ('20261129000005'),
     ('20261129000006'),
-    ('20261204000007');
+    ('20261204000007'),
+    ('20261205000008');

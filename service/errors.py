@@ -100,3 +100,46 @@ class ServiceUnavailable(TaskqError):
     status_code = 503
     title = "Service unavailable"
     retry_after_seconds = 1
+
+
+class Unauthenticated(TaskqError):
+    """A valid API key is required: send it as Authorization: Bearer <key>."""
+
+    status_code = 401
+    title = "Unauthorized"
+    challenge: ClassVar[str] = 'Bearer realm="taskq"'
+
+    @classmethod
+    def because(cls, message: str) -> Unauthenticated:
+        return cls(f"Authorization: {message}", errors=[{"field": "Authorization", "message": message}])
+
+
+class MissingScope(TaskqError):
+    """The API key does not have the scope this route needs."""
+
+    status_code = 403
+    title = "Forbidden"
+
+    @classmethod
+    def needing(cls, scope: str, method: str, route: str) -> MissingScope:
+        message = f"the key lacks the {scope!r} scope, which {method} {route} needs"
+        return cls(message, errors=[{"field": "Authorization", "message": message, "scope": scope}])
+
+
+class OriginNotAllowed(TaskqError):
+    """The browser page's origin is not allowed to call this API (see TASKQ_ALLOWED_ORIGINS)."""
+
+    status_code = 403
+    title = "Forbidden"
+
+    @classmethod
+    def of(cls, origin: str) -> OriginNotAllowed:
+        message = f"origin {origin!r} is neither this API's own nor listed in TASKQ_ALLOWED_ORIGINS"
+        return cls(message, errors=[{"field": "Origin", "message": message}])
+
+
+class KeyNotFound(TaskqError):
+    """No API key has this id."""
+
+    status_code = 404
+    title = "Key not found"

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
+
+# A WebSocket client may send its key as ?token= (browsers cannot set headers on a WebSocket); uvicorn
+# logs a handshake's path with its query string. The auth layer strips the token from the request before
+# uvicorn logs it; this is the second line of defence, for any log line that still carries one.
+_TOKEN = re.compile(r"(token=)[^&\s\"']+|(Bearer\s+)\S+", re.IGNORECASE)
 
 
 class JsonFormatter(logging.Formatter):
@@ -19,7 +25,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "actor": self.actor,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": _redact(record.getMessage()),
         }
         job_id = getattr(record, "job_id", None)
         if job_id is not None:
@@ -27,6 +33,12 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line)
+
+
+def _redact(message: str) -> str:
+    if "token=" not in message and "earer" not in message:
+        return message
+    return _TOKEN.sub(lambda m: (m[1] or m[2]) + "[redacted]", message)
 
 
 def configure_logging(level: str, actor: str) -> None:

@@ -41,6 +41,10 @@ RESTART_WINDOW_SECONDS = 30.0
 DATABASE_RETRY_SECONDS = 0.5  # first wait before another try at starting the embedded PostgreSQL
 
 
+class KeysRequired(RuntimeError):
+    """Bound beyond loopback with no key to check: the service would be open to the network."""
+
+
 class RestartIntensityExceeded(RuntimeError):
     """A child kept dying: the service stops rather than crash-loop."""
 
@@ -83,11 +87,15 @@ class RootSupervisor:
             if self.stop_signals:
                 return 0
             migrate(url)
+            self._check_auth(url)
             self.runtime_dir = tempfile.mkdtemp(prefix="taskq-")
             self._start_children(url)
             self._watch()
             self._drain()
             return 0
+        except KeysRequired as exc:
+            log.error("%s", exc)
+            return 2
         except RestartIntensityExceeded as exc:
             log.error("%s", exc)
             return 1
@@ -163,6 +171,23 @@ class RootSupervisor:
             time.monotonic() - self.database_lost_at,
         )
         self.database_lost_at = None
+
+    def _check_auth(self, url: str) -> None:
+        """TASKQ_AUTH=auto keeps a loopback service without keys open (the README's curl examples work);
+        bound to another address, such a service would be open to the network, so it does not start."""
+        from service.settings import is_loopback
+
+        settings = self.settings
+        if settings.auth == "off":
+            log.warning("TASKQ_AUTH=off: the API accepts every request without a key")
+            return
+        if settings.auth == "on" or settings.bootstrap_key is not None or is_loopback(settings.host):
+            return
+        if not _any_api_key(url):
+            raise KeysRequired(
+                f"TASKQ_HOST={settings.host} is not a loopback address and no API key exists: set "
+                "TASKQ_BOOTSTRAP_KEY, create one with `taskq keys create`, or set TASKQ_AUTH=off explicitly"
+            )
 
     def _start_children(self, url: str) -> None:
         from service.api import server
@@ -281,6 +306,23 @@ class RootSupervisor:
                 log.warning("%s did not stop within %.0fs; killing it", child.name, child.shutdown_grace)
                 process.kill()
                 process.join(5)
+
+
+def _any_api_key(url: str) -> bool:
+    import asyncio
+
+    import asyncpg
+
+    from service.store import gateway
+
+    async def ask() -> bool:
+        conn = await asyncpg.connect(url)
+        try:
+            return await gateway.any_api_key(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(ask())
 
 
 def serve(settings: Settings) -> int:

@@ -39,6 +39,28 @@ class Settings(msgspec.Struct, frozen=True):
     stream_buffer_bytes: int
     max_body_bytes: int
     log_level: str
+    auth: str
+    bootstrap_key: Secret | None
+    allowed_origins: tuple[str, ...]
+
+
+class Secret:
+    """A setting's value that must never be printed: its repr (and so the repr of `Settings`, which
+    goes to the child processes and could end in a log line) shows only that it is set."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
 
 
 @dataclass(frozen=True)
@@ -116,6 +138,38 @@ def _level(raw: str) -> str:
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ValueError
     return value
+
+
+def _auth(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"auto", "on", "off"}:
+        raise ValueError
+    return value
+
+
+def _bootstrap_key(raw: str) -> Secret | None:
+    value = raw.strip()
+    if not value:
+        return None
+    # Anything shorter than a generated key's secret could be guessed; a real key is accepted as given.
+    if not (re.fullmatch(r"tq_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", value) or len(value) >= 32):
+        raise ValueError
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError
+    return Secret(value)
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    """Origins as browsers send them: scheme://host[:port], lower case, no path."""
+    origins = []
+    for part in raw.split(","):
+        origin = part.strip().lower().rstrip("/")
+        if not origin:
+            continue
+        if not re.fullmatch(r"https?://[a-z0-9.\-\[\]:]+", origin):
+            raise ValueError
+        origins.append(origin)
+    return tuple(origins)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -216,7 +270,35 @@ SETTINGS: tuple[Setting, ...] = (
         "an integer 1024-1073741824",
     ),
     Setting("log_level", "INFO", "DEBUG, INFO, WARNING or ERROR", _level, "one of DEBUG, INFO, WARNING, ERROR"),
+    Setting(
+        "auth",
+        "auto",
+        "auto: keys required once one exists or when not bound to loopback; on: always; off: never",
+        _auth,
+        "one of auto, on, off",
+    ),
+    Setting(
+        "bootstrap_key",
+        "",
+        "a key with every scope, accepted besides the stored ones (its presence turns authentication on)",
+        _bootstrap_key,
+        "a taskq key (tq_...) or a secret of at least 32 printable characters",
+    ),
+    Setting(
+        "allowed_origins",
+        "",
+        "comma-separated browser origins allowed besides the same origin (WebSocket and unsafe methods)",
+        _origins,
+        "comma-separated origins such as https://ops.example.com",
+    ),
 )
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost", "[::1]"})
+
+
+def is_loopback(host: str) -> bool:
+    return host.lower() in LOOPBACK_HOSTS
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -228,5 +310,6 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             values[setting.field] = setting.parse(raw)
         except ValueError:
-            raise SettingsError(f"expected {setting.env} to be {setting.rule}, got {raw!r}") from None
+            shown = "(hidden)" if setting.field == "bootstrap_key" else repr(raw)  # a typo'd secret is still one
+            raise SettingsError(f"expected {setting.env} to be {setting.rule}, got {shown}") from None
     return Settings(**values)

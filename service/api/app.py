@@ -27,6 +27,8 @@ from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEven
 
 from service import handlers
 from service.api import problems
+from service.api.auth import KeyRing
+from service.api.keys import delete_key, list_keys, post_key
 from service.api.scheduler_link import SchedulerLink
 from service.api.schemas import (
     JOB_ID_PATTERN,
@@ -709,6 +711,7 @@ async def openapi_document(request: Request[Any, Any, Any]) -> dict[str, Any]:
 def create_app(settings: Settings, database_url: str, scheduler_socket: str, restarts: int = 0) -> Litestar:
     hub = EventHub(settings.stream_buffer_bytes)
     telemetry = Telemetry("api", gauges={"taskq_stream_subscribers": lambda: [(len(hub.subscribers), {})]})
+    keyring = KeyRing(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -718,6 +721,7 @@ def create_app(settings: Settings, database_url: str, scheduler_socket: str, res
         link.start()
         batcher = SubmitBatcher(pool, link, settings.default_timeout_seconds, telemetry)
         batcher.start()
+        await keyring.start(pool)  # before the first request: until it answers, keys are required
         app.state.update(
             settings=settings,
             capacity=Resources(settings.cpu_units, settings.memory_mb),
@@ -733,6 +737,7 @@ def create_app(settings: Settings, database_url: str, scheduler_socket: str, res
         try:
             yield
         finally:
+            await keyring.stop()
             await batcher.stop()
             await link.stop()
             await pool.close()
@@ -754,7 +759,11 @@ def create_app(settings: Settings, database_url: str, scheduler_socket: str, res
             job_stream,
             openapi_document,
             metrics,
+            post_key,
+            list_keys,
+            delete_key,
         ],
+        state=State({"keyring": keyring}),
         lifespan=[lifespan],
         exception_handlers={
             TaskqError: problems.on_taskq_error,

@@ -70,7 +70,15 @@ class BatchSubmission(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     jobs: Annotated[list[JobSubmission], Meta(min_length=1, max_length=10_000)]
 
 
+class KeyRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """POST /keys. The name and scopes are checked by `service.credentials` (one rule for API and CLI)."""
+
+    name: str
+    scopes: list[str]
+
+
 _submission_decoder = msgspec.json.Decoder(JobSubmission)
+_key_decoder = msgspec.json.Decoder(KeyRequest)
 _batch_decoder = msgspec.json.Decoder(BatchSubmission)
 _canonical = msgspec.json.Encoder(order="sorted")
 _AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
@@ -111,6 +119,10 @@ def decode_submission(body: bytes) -> JobSubmission:
 
 def decode_batch(body: bytes) -> BatchSubmission:
     return _decode(_batch_decoder, body)
+
+
+def decode_key_request(body: bytes) -> KeyRequest:
+    return _decode(_key_decoder, body)
 
 
 def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
@@ -388,3 +400,23 @@ class Stats(msgspec.Struct):
     resources_in_use: ResourceRequirements
     resources_free: ResourceRequirements
     jobs_by_status: dict[str, int]
+
+
+class KeyView(msgspec.Struct):
+    """A key as GET /keys lists it: never its secret."""
+
+    key_id: str
+    name: str
+    scopes: list[str]
+    created_at: str
+    revoked_at: str | None
+
+
+class CreatedKey(msgspec.Struct):
+    """POST /keys: the only answer that ever carries the key itself."""
+
+    key_id: str
+    name: str
+    scopes: list[str]
+    created_at: str
+    key: str

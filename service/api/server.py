@@ -7,6 +7,7 @@ import os
 import uvicorn
 
 from service.api.app import create_app, fast_submit
+from service.api.auth import guard
 from service.logs import configure_logging
 from service.processes import die_with_parent, name_process
 from service.settings import Settings
@@ -18,12 +19,14 @@ def main(settings: Settings, database_url: str, scheduler_socket: str, parent_pi
     os.setpgrp()  # a Ctrl-C on the terminal is the root's to handle, not uvicorn's
     configure_logging(settings.log_level, "api")
     app = create_app(settings, database_url, scheduler_socket, restarts)
+    # The key check wraps everything uvicorn serves, the submit fast path included: one place decides.
+    served = guard(fast_submit(app, settings.max_body_bytes), app.state.keyring, settings.allowed_origins)
     config = uvicorn.Config(
-        fast_submit(app, settings.max_body_bytes),
+        served,
         host=settings.host,
         port=settings.port,
         log_config=None,
-        access_log=False,
+        access_log=False,  # besides its cost, an access line would carry a WebSocket's ?token=
         lifespan="on",
         timeout_graceful_shutdown=5,
     )

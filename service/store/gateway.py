@@ -486,3 +486,68 @@ async def apply_turn(
         *([getattr(e, name) for e in events] for name in _EVENT_FIELDS),
     )
     return [StartedJob(r["job_id"], r["type"], r["payload"]) for r in records]
+
+
+# ------------------------------------------------------------------------------------------------- API keys
+
+
+class DuplicateKeyId(Exception):
+    """A new key drew the id of an existing one (48 random bits: practically never; the caller draws again)."""
+
+
+class ApiKey(msgspec.Struct, frozen=True, gc=False):
+    """A key as it is listed: never its secret, which is not stored."""
+
+    key_id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCheck(msgspec.Struct, frozen=True, gc=False):
+    """What verifying a presented key needs."""
+
+    key_id: str
+    scopes: list[str]
+    salt: bytes
+    hash: bytes
+    revoked: bool
+
+
+async def insert_api_key(
+    db: Executor, key_id: str, name: str, scopes: Sequence[str], salt: bytes, digest: bytes
+) -> ApiKey:
+    try:
+        record = await db.fetchrow(Q["insert_api_key"], key_id, name, list(scopes), salt, digest)
+    except asyncpg.UniqueViolationError as exc:
+        raise DuplicateKeyId(key_id) from exc
+    except Exception as exc:
+        raise classify_db_error(exc) from exc
+    assert record is not None
+    return ApiKey(**dict(record))
+
+
+async def list_api_keys(db: Executor) -> list[ApiKey]:
+    return _typed(ApiKey, await db.fetch(Q["list_api_keys"]))
+
+
+async def find_api_key(db: Executor, key_id: str) -> KeyCheck | None:
+    try:
+        record = await db.fetchrow(Q["find_api_key"], key_id)
+    except Exception as exc:
+        raise classify_db_error(exc) from exc
+    return None if record is None else KeyCheck(**dict(record))
+
+
+async def revoke_api_key(db: Executor, key_id: str) -> ApiKey | None:
+    """The revoked key, or None when no key has this id."""
+    record = await db.fetchrow(Q["revoke_api_key"], key_id)
+    return None if record is None else ApiKey(**dict(record))
+
+
+async def any_api_key(db: Executor) -> bool:
+    try:
+        return bool(await db.fetchval(Q["any_api_key"]))
+    except Exception as exc:
+        raise classify_db_error(exc) from exc

@@ -238,3 +238,29 @@ evented AS (
     RETURNING 1
 )
 SELECT job_id, type, payload FROM moved WHERE started;
+
+-- name: insert_api_key
+INSERT INTO api_keys (key_id, name, scopes, salt, hash)
+VALUES ($1, $2, $3::text[], $4, $5)
+RETURNING key_id, name, scopes, created_at, revoked_at;
+
+-- name: list_api_keys
+SELECT key_id, name, scopes, created_at, revoked_at
+FROM api_keys
+ORDER BY created_at, key_id;
+
+-- name: find_api_key
+-- The API's check of a presented key, at most once a second per key id (the API caches the answer).
+SELECT key_id, scopes, salt, hash, revoked_at IS NOT NULL AS revoked
+FROM api_keys
+WHERE key_id = $1;
+
+-- name: revoke_api_key
+-- Revoking twice keeps the first revocation's time.
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
+WHERE key_id = $1
+RETURNING key_id, name, scopes, created_at, revoked_at;
+
+-- name: any_api_key
+-- Revoked keys count too: see db/migrations/20261205000008_api_keys.sql.
+SELECT EXISTS (SELECT 1 FROM api_keys);

@@ -62,12 +62,31 @@ def service(name: str) -> dict[str, Any]:
     return spec
 
 
-def environment(spec: dict[str, Any]) -> dict[str, str]:
-    """A service's environment, written either as a mapping or as a list of KEY=VALUE."""
+INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?:(?P<op>:?[?-])(?P<arg>[^}]*))?\}")
+# What the operator's shell would hold when compose reads the file: a value for each required variable.
+HOST_ENV = {"TASKQ_BOOTSTRAP_KEY": "compose-test-bootstrap-secret-0123456789abcdef"}
+
+
+def interpolate(value: str) -> str:
+    """Compose's `${NAME}`, `${NAME:-default}` and `${NAME:?message}` against HOST_ENV."""
+
+    def one(match: re.Match[str]) -> str:
+        if match["name"] in HOST_ENV:
+            return HOST_ENV[match["name"]]
+        assert not (match["op"] or "").endswith("?"), f"{match['name']} is required but HOST_ENV lacks it"
+        return match["arg"] if (match["op"] or "").endswith("-") else ""
+
+    return INTERPOLATION.sub(one, value)
+
+
+def environment(spec: dict[str, Any], *, raw: bool = False) -> dict[str, str]:
+    """A service's environment, written either as a mapping or as a list of KEY=VALUE; interpolated as
+    compose would, unless `raw`."""
     env = spec.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+    values = {str(k): "" if v is None else str(v) for k, v in env.items()}
+    return values if raw else {k: interpolate(v) for k, v in values.items()}
 
 
 def published_ports(spec: dict[str, Any]) -> dict[int, int]:
@@ -222,6 +241,18 @@ def test_taskq_service_runs_the_image_on_postgres_after_the_migrations() -> None
     migrate_url = urlsplit(environment(service("migrate"))["DATABASE_URL"])
     assert (url.hostname, url.port or 5432, url.path) == (migrate_url.hostname, migrate_url.port, migrate_url.path)
     assert settings.host == "0.0.0.0", "other containers (Prometheus) must reach the API"
+
+
+def test_the_bootstrap_key_comes_from_the_operators_environment_and_is_required() -> None:
+    """Bound to 0.0.0.0, the service refuses to start without a key; compose must not start it without
+    one either, and must not carry a secret in the repository."""
+    raw = environment(service("taskq"), raw=True)["TASKQ_BOOTSTRAP_KEY"]
+    match = INTERPOLATION.fullmatch(raw)
+    assert match is not None, f"TASKQ_BOOTSTRAP_KEY must be ${{TASKQ_BOOTSTRAP_KEY:?...}}, not a value: {raw!r}"
+    assert (match["name"], match["op"]) == ("TASKQ_BOOTSTRAP_KEY", ":?")
+    settings = load(environment(service("taskq")))
+    assert settings.auth != "off"
+    assert settings.bootstrap_key is not None
 
 
 def test_taskq_port_agrees_with_published_port_healthcheck_and_scrape_target() -> None:

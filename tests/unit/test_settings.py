@@ -32,6 +32,9 @@ def test_an_empty_environment_loads_every_default() -> None:
         stream_buffer_bytes=1048576,
         max_body_bytes=1048576,
         log_level="INFO",
+        auth="auto",
+        bootstrap_key=None,
+        allowed_origins=(),
     )
 
 

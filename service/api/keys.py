@@ -1,0 +1,71 @@
+"""The `/keys` routes (admin scope): create, list and revoke API keys.
+
+Writing a key is not a job state change, so it does not go through the scheduler; the API writes the
+`api_keys` table directly (tests/unit/test_house_rules.py allows exactly these store functions).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response, delete, get, post
+from litestar.datastructures import State
+
+from service import credentials
+from service.api.auth import KeyRing
+from service.api.schemas import CreatedKey, KeyView, decode_key_request, require_json
+from service.api.submit import timestamp
+from service.errors import InvalidRequest, KeyNotFound
+from service.store import gateway
+
+log = logging.getLogger("taskq.api.keys")
+
+
+def key_view(key: gateway.ApiKey) -> KeyView:
+    return KeyView(key.key_id, key.name, key.scopes, timestamp(key.created_at) or "", timestamp(key.revoked_at))
+
+
+async def create_key(pool: Any, name: str, scopes: list[str]) -> tuple[gateway.ApiKey, str]:
+    """Stores a new key and returns it with its full text, which exists nowhere else afterwards."""
+    while True:
+        made = credentials.new_key()
+        try:
+            stored = await gateway.insert_api_key(pool, made.key_id, name, scopes, made.salt, made.digest)
+        except gateway.DuplicateKeyId:
+            continue
+        return stored, made.key
+
+
+@post("/keys", status_code=201, summary="Create an API key (its secret is shown only here)", tags=["keys"])
+async def post_key(request: Request[Any, Any, Any], state: State) -> Response[CreatedKey]:
+    require_json(request.headers.get("content-type"))
+    body = decode_key_request(await request.body())
+    if (problem := credentials.name_problem(body.name)) is not None:
+        raise InvalidRequest.field("name", problem)
+    if (problem := credentials.scope_problem(body.scopes)) is not None:
+        raise InvalidRequest.field("scopes", problem)
+    stored, key = await create_key(state.pool, body.name, credentials.ordered(body.scopes))
+    ring: KeyRing = state.keyring
+    ring.forget(stored.key_id)
+    log.info("API key %s (%s) created with scopes %s", stored.key_id, stored.name, ",".join(stored.scopes))
+    view = CreatedKey(stored.key_id, stored.name, stored.scopes, timestamp(stored.created_at) or "", key)
+    return Response(view, status_code=201)
+
+
+@get("/keys", summary="List API keys, without their secrets", tags=["keys"])
+async def list_keys(state: State) -> list[KeyView]:
+    return [key_view(k) for k in await gateway.list_api_keys(state.pool)]
+
+
+@delete("/keys/{key_id:str}", status_code=204, summary="Revoke an API key", tags=["keys"])
+async def delete_key(key_id: str, state: State) -> None:
+    """Every node refuses the key within a second."""
+    if not credentials.KEY_ID.match(key_id):  # also keeps a NUL away from PostgreSQL
+        raise KeyNotFound(f"no API key has id {key_id!r}")
+    revoked = await gateway.revoke_api_key(state.pool, key_id)
+    if revoked is None:
+        raise KeyNotFound(f"no API key has id {key_id!r}")
+    ring: KeyRing = state.keyring
+    ring.forget(key_id)
+    log.info("API key %s (%s) revoked", key_id, revoked.name)
