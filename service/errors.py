@@ -143,3 +143,16 @@ class KeyNotFound(TaskqError):
 
     status_code = 404
     title = "Key not found"
+
+
+class TooManyRequests(TaskqError):
+    """Too many requests; retry after the time given."""
+
+    status_code = 429
+    title = "Too many requests"
+
+    def __init__(
+        self, detail: str, *, retry_after_seconds: int = 1, errors: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(detail, errors=errors)
+        self.retry_after_seconds = retry_after_seconds

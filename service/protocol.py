@@ -114,6 +114,7 @@ class Reply(Message):
     dispatching: bool | None = None  # answer to HealthQuery
     counts: dict[str, int] = {}  # answer to StatsQuery: jobs by status
     in_use: dict[str, int] = {}  # answer to StatsQuery: resources held by running attempts
+    live_jobs: int | None = None  # with a Submitted's answer: jobs waiting or running now
 
 
 ApiToScheduler = (
@@ -148,6 +149,7 @@ class Events(Message):
     """Scheduler -> every API: the committed status changes of one turn, in order."""
 
     events: list[JobEvent]
+    live_jobs: int | None = None  # jobs waiting or running after the turn (the API's TASKQ_MAX_LIVE_JOBS check)
 
 
 SchedulerToApi = Reply | Events

@@ -274,7 +274,9 @@ class RootSupervisor:
                 os.kill(process.pid, signal.SIGUSR1)
         log.info("draining: running jobs get up to %.0fs", self.settings.shutdown_grace_seconds)
         deadline = time.monotonic() + self.settings.shutdown_grace_seconds + self.settings.kill_grace_seconds + 10
-        signals_seen = self.stop_signals
+        # The drain began with the first signal: any other is the second, even one that arrived while
+        # the drain was being started (a test, or an impatient operator, can be that quick).
+        signals_seen = 1
         while scheduler.process.is_alive() and time.monotonic() < deadline:
             multiprocessing.connection.wait([scheduler.process.sentinel, self._wake_r], timeout=1.0)
             self._drain_wakeups()

@@ -7,6 +7,7 @@ configuration table is checked against this list by a test.
 from __future__ import annotations
 
 import keyword
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -18,6 +19,32 @@ import msgspec
 
 class SettingsError(ValueError):
     """A TASKQ_* variable holds a value the service cannot use."""
+
+
+_RATE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*/\s*(s|m|h)(?:\s*:\s*([0-9]+))?")
+_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class Rate(msgspec.Struct, frozen=True):
+    """`per_second` tokens refill continuously; a caller may spend up to `burst` at once."""
+
+    per_second: float
+    burst: int
+    text: str  # as configured, for the 429's detail
+
+    @classmethod
+    def parse(cls, raw: str) -> Rate:
+        """`100/s`, `6000/m`, `10/h`, with an optional burst: `100/s:500`. The burst defaults to one
+        second's worth (at least 1)."""
+        text = raw.strip().lower()
+        match = _RATE.fullmatch(text)
+        if match is None:
+            raise ValueError(raw)
+        per_second = float(match.group(1)) / _PER[match.group(2)]
+        burst = int(match.group(3)) if match.group(3) else max(1, math.ceil(per_second))
+        if per_second <= 0 or burst < 1:
+            raise ValueError(raw)
+        return cls(per_second, burst, text)
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -37,6 +64,11 @@ class Settings(msgspec.Struct, frozen=True):
     retention_succeeded: float | None
     retention_failed: float | None
     stream_buffer_bytes: int
+    max_stream_clients: int
+    max_connections: int
+    max_live_jobs: int
+    rate_limit_submit: Rate | None
+    rate_limit_requests: Rate | None
     max_body_bytes: int
     log_level: str
     auth: str
@@ -114,6 +146,10 @@ def _retention(raw: str) -> float | None:
     if not 0 < seconds <= 100 * 365 * 86400:
         raise ValueError
     return seconds
+
+
+def _optional_rate(raw: str) -> Rate | None:
+    return Rate.parse(raw) if raw.strip() else None
 
 
 def _optional_text(raw: str) -> str | None:
@@ -261,6 +297,42 @@ SETTINGS: tuple[Setting, ...] = (
         " consumer (close code 1008) and resumes with ?after",
         _integer(4096, 1 << 30),
         "an integer 4096-1073741824",
+    ),
+    Setting(
+        "max_stream_clients",
+        "1000",
+        "WebSocket stream clients at once per API process; one more is closed with 1013 (try again later)",
+        _integer(1, 1_000_000),
+        "an integer 1-1000000",
+    ),
+    Setting(
+        "max_connections",
+        "2000",
+        "HTTP connections and WebSockets at once per API process; beyond it uvicorn answers 503",
+        _integer(16, 1_000_000),
+        "an integer 16-1000000",
+    ),
+    Setting(
+        "max_live_jobs",
+        "1000000",
+        "jobs waiting or running at once (the scheduler holds each in memory); beyond it a submit gets 429",
+        _integer(1, 1_000_000_000),
+        "an integer 1-1000000000",
+    ),
+    Setting(
+        "rate_limit_submit",
+        "",
+        "submissions (POST /jobs, POST /jobs/batch) per API key, or per client address when keys are off,"
+        " e.g. 100/s or 6000/m, optionally with a burst (100/s:500); unset: no limit",
+        _optional_rate,
+        "a rate such as 100/s, 6000/m or 10/h, optionally :burst, or empty",
+    ),
+    Setting(
+        "rate_limit_requests",
+        "",
+        "every other request but probes and /metrics, per API key or client address, same form; unset: no limit",
+        _optional_rate,
+        "a rate such as 100/s, 6000/m or 10/h, optionally :burst, or empty",
     ),
     Setting(
         "max_body_bytes",

@@ -62,6 +62,7 @@ from service.errors import (
     JobNotRetryable,
     ServiceUnavailable,
     TaskqError,
+    TooManyRequests,
 )
 from service.model import Priority, Resources, Status
 from service.protocol import (
@@ -197,6 +198,7 @@ async def submit_one(state: State, body: bytes, idempotency_key: str | None) -> 
             raise InvalidRequest.field("job_id", "differs from the Idempotency-Key header")
     settings: Settings = state.settings
     validate(submission, capacity=state.capacity, known_types=handlers.known_types())
+    _refuse_beyond_live_limit(state, 1)
     batcher: SubmitBatcher = state.batcher
     accepted = await batcher.submit(submission)
     if accepted.created:
@@ -206,6 +208,22 @@ async def submit_one(state: State, body: bytes, idempotency_key: str | None) -> 
             return 201, created_view(submission, accepted, settings.default_timeout_seconds)
     view = await _load_job(state, accepted.job_id)
     return 201 if accepted.created else 200, view
+
+
+def _refuse_beyond_live_limit(state: State, adding: int) -> None:
+    """TASKQ_MAX_LIVE_JOBS: the scheduler holds every waiting or running job in memory, so their number
+    is bounded. Checked against the scheduler's count as of its last word (each turn's events carry it),
+    so submissions in flight at the same moment can pass it by what they hold; a replay of an existing
+    job is refused too while the queue is full, and gets its 200 once there is room."""
+    settings: Settings = state.settings
+    link: SchedulerLink = state.link
+    if link.live_jobs + adding > settings.max_live_jobs:
+        message = f"{link.live_jobs} jobs are waiting or running; TASKQ_MAX_LIVE_JOBS is {settings.max_live_jobs}"
+        raise TooManyRequests(
+            f"the queue is full: {message}; retry when jobs have finished",
+            retry_after_seconds=1,
+            errors=[{"field": "TASKQ_MAX_LIVE_JOBS", "message": message}],
+        )
 
 
 _TERMINAL_VALUES = frozenset(s.value for s in Status if s.terminal)
@@ -294,6 +312,7 @@ async def submit_many(state: State, body: bytes) -> tuple[int, BatchAccepted]:
                 errors=[{"field": f"jobs.{ids[cycle[0]]}.depends_on", "message": f"cycle: {path}"}],
             )
         ordered = [submissions[ids[job_id]] for job_id in parents_first(list(edges), edges)]
+    _refuse_beyond_live_limit(state, len(ordered))
     batcher: SubmitBatcher = state.batcher
     accepted = await batcher.submit_batch(ordered)
     by_id = {a.job_id: a for a in accepted}

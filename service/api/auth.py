@@ -6,6 +6,8 @@ the scope it needs; a route missing from the map needs `admin`, so a new route i
 (tests/unit/test_auth.py fails until it is listed). Keys are checked through `KeyRing`, which remembers
 a database answer for at most `TTL_SECONDS`: a revoke on any node or from the CLI takes effect within
 that time everywhere, and a request with a known key costs a dict lookup and one hash comparison.
+Once the caller is known (its key, or its address while keys are off), the layer also spends one token
+of its rate limit (`service/api/limits.py`), so a refused request never reaches a route either.
 
 Browsers: a WebSocket handshake, and a request with an unsafe method while keys are not required, is
 refused when its `Origin` is neither the API's own (the Host header) nor in TASKQ_ALLOWED_ORIGINS.
@@ -28,7 +30,7 @@ import msgspec
 from litestar.types import ASGIApp
 
 from service import credentials
-from service.api import problems
+from service.api import limits, problems
 from service.credentials import ADMIN, READ, SUBMIT
 from service.errors import MissingScope, OriginNotAllowed, TaskqError, Unauthenticated
 from service.settings import Settings, is_loopback
@@ -250,6 +252,12 @@ class KeyRing:
         return found
 
 
+def caller_of(token: str) -> str:
+    """Whom a valid key's requests count against: the key's id (the bootstrap key is one caller)."""
+    parsed = credentials.parse_key(token)
+    return f"key {parsed[0]}" if parsed is not None else "bootstrap key"
+
+
 # -------------------------------------------------------------------------------------------- the layer
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -262,13 +270,21 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-def guard(app: ASGIApp, ring: KeyRing, allowed_origins: tuple[str, ...]) -> ASGIApp:
-    """`app` behind the key check (see the module's docstring)."""
+def guard(
+    app: ASGIApp, ring: KeyRing, allowed_origins: tuple[str, ...], limiter: limits.Limiter | None = None
+) -> ASGIApp:
+    """`app` behind the key check and the rate limits (see the module's docstring)."""
     inner = cast(Callable[[Scope, Receive, Send], Awaitable[None]], app)
+    limited = limiter is not None and limiter.active
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if ring.open and kind == "http" and (scope["method"] in _SAFE_METHODS or scope["path"] in _JSON_ONLY):
+        if (
+            ring.open
+            and not limited
+            and kind == "http"
+            and (scope["method"] in _SAFE_METHODS or scope["path"] in _JSON_ONLY)
+        ):
             await inner(scope, receive, send)  # the common case with keys off: no header is looked at
             return
         if kind == "lifespan":
@@ -284,6 +300,7 @@ def guard(app: ASGIApp, ring: KeyRing, allowed_origins: tuple[str, ...]) -> ASGI
                 origin = header(headers, b"origin")
                 if origin is not None and not origin_allowed(origin, header(headers, b"host"), allowed_origins):
                     raise OriginNotAllowed.of(origin)
+            caller: str | None = None
             if not ring.open:
                 needed, route = required_scope(method, path)
                 if needed is not None:
@@ -295,6 +312,16 @@ def guard(app: ASGIApp, ring: KeyRing, allowed_origins: tuple[str, ...]) -> ASGI
                         raise Unauthenticated.because("the API key is not valid: unknown, revoked or mistyped")
                     if needed not in scopes:
                         raise MissingScope.needing(needed, method, route)
+                    caller = caller_of(token)
+            elif limited:
+                needed, _ = required_scope(method, path)
+                if needed is not None:
+                    client = scope.get("client")
+                    caller = f"address {client[0]}" if client else "address unknown"
+            if limited and caller is not None:
+                assert limiter is not None
+                submit = method == "POST" and path in ("/jobs", "/jobs/batch")
+                limiter.check(caller, limits.SUBMIT if submit else limits.REQUESTS)
         except Exception as exc:
             await _refuse(scope, receive, send, exc, method, path)
             return

@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from service.errors import ServiceUnavailable, TaskqError, Unauthenticated
+from service.errors import ServiceUnavailable, TaskqError, TooManyRequests, Unauthenticated
 from service.store.errors import DatabaseUnavailable, is_transient
 
 log = logging.getLogger("taskq.api")
@@ -63,7 +63,7 @@ def problem_of(exc: Exception, method: str, path: str) -> Problem:
 
 
 def taskq_problem(exc: TaskqError) -> Problem:
-    retry_after = exc.retry_after_seconds if isinstance(exc, ServiceUnavailable) else None
+    retry_after = exc.retry_after_seconds if isinstance(exc, ServiceUnavailable | TooManyRequests) else None
     status, body, headers = problem_parts(
         exc.status_code, exc.title, exc.detail, errors=exc.errors, retry_after=retry_after
     )

@@ -33,6 +33,9 @@ class SchedulerLink:
         self._ids = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        # The scheduler's count of jobs waiting or running, as of its last word (events or a submit's
+        # answer): what TASKQ_MAX_LIVE_JOBS is checked against before a submission is committed.
+        self.live_jobs = 0
 
     @property
     def connected(self) -> bool:
@@ -85,8 +88,11 @@ class SchedulerLink:
                 self._connected.set()
                 while True:
                     for message in await channel.receive_many():
+                        if message.live_jobs is not None:
+                            self.live_jobs = message.live_jobs
                         if isinstance(message, Events):
-                            self.on_events(message.events)
+                            if message.events:
+                                self.on_events(message.events)
                             continue
                         future = self._waiting.get(message.request_id)
                         if future is not None and not future.done():

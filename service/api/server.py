@@ -8,6 +8,7 @@ import uvicorn
 
 from service.api.app import create_app, fast_submit
 from service.api.auth import guard
+from service.api.limits import REQUESTS, SUBMIT, Limiter
 from service.logs import configure_logging
 from service.processes import die_with_parent, name_process
 from service.settings import Settings
@@ -20,7 +21,10 @@ def main(settings: Settings, database_url: str, scheduler_socket: str, parent_pi
     configure_logging(settings.log_level, "api")
     app = create_app(settings, database_url, scheduler_socket, restarts)
     # The key check wraps everything uvicorn serves, the submit fast path included: one place decides.
-    served = guard(fast_submit(app, settings.max_body_bytes), app.state.keyring, settings.allowed_origins)
+    rates = {SUBMIT: settings.rate_limit_submit, REQUESTS: settings.rate_limit_requests}
+    served = guard(
+        fast_submit(app, settings.max_body_bytes), app.state.keyring, settings.allowed_origins, Limiter(rates)
+    )
     config = uvicorn.Config(
         served,
         host=settings.host,
@@ -29,5 +33,6 @@ def main(settings: Settings, database_url: str, scheduler_socket: str, parent_pi
         access_log=False,  # besides its cost, an access line would carry a WebSocket's ?token=
         lifespan="on",
         timeout_graceful_shutdown=5,
+        limit_concurrency=settings.max_connections,  # beyond it, uvicorn answers 503 at once
     )
     uvicorn.Server(config).run()

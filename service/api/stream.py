@@ -34,6 +34,7 @@ T = TypeVar("T")
 
 REPLAY_PAGE = 1000
 SLOW_CONSUMER_CLOSE = 1008
+TRY_AGAIN_LATER = 1013  # RFC 6455 close code: the server is overloaded, retry later
 CLOSE_TIMEOUT_SECONDS = 15.0
 
 
@@ -139,6 +140,11 @@ async def job_stream(
         return
     state: State = socket.app.state
     hub: EventHub = state.hub
+    limit: int = state.settings.max_stream_clients
+    if len(hub.subscribers) >= limit:  # each holds up to its buffer: their number is bounded too
+        state.telemetry.add("taskq_stream_disconnects", reason="too_many_clients")
+        await socket.close(code=TRY_AGAIN_LATER, reason=f"too many stream clients (TASKQ_MAX_STREAM_CLIENTS={limit})")
+        return
     filters = Filters(job_id, type, status)
     subscriber = hub.subscribe(filters)  # before the replay, so nothing falls between the two
     closed = asyncio.Event()

@@ -144,6 +144,8 @@ class SchedulerActor:
 
     async def run(self) -> None:
         self.telemetry = Telemetry("scheduler", gauges=self._gauges())
+        for status in TERMINAL:  # at zero from the start: a rate() over it needs the series to exist
+            self.telemetry.add("taskq_jobs_pruned", 0, status=status.value)
         self.lock_conn = await self._acquire_ownership()
         self.pool = await _connect_with_backoff(self.database_url)
         await self._rebuild()
@@ -310,7 +312,11 @@ class SchedulerActor:
                 if (job := self.core.jobs.get(job_id)) is not None and job.started_at is not None
             }
             reply = Reply(
-                request_id, positions=self._positions(job_ids), statuses=self._statuses(job_ids), started_at=started
+                request_id,
+                positions=self._positions(job_ids),
+                statuses=self._statuses(job_ids),
+                started_at=started,
+                live_jobs=len(self.core.jobs),
             )
             # The jobs are committed already (by the API): their place in line is a fact about memory, and
             # the client need not wait for this turn's commit to hear it. A start decided in this turn is
@@ -423,6 +429,8 @@ class SchedulerActor:
                 client.role = "api"
                 self.api_clients.add(client)
                 self.sweep_needed = True
+                with contextlib.suppress(ChannelClosed):  # its count of live jobs, before any submit
+                    client.channel.send(Events([], live_jobs=len(self.core.jobs)))
             case Disconnected():
                 self.api_clients.discard(client)
                 if client is self.supervisor:
@@ -619,7 +627,7 @@ class SchedulerActor:
                 log.warning("supervisor link closed while dispatching")
         self._reply(turn.replies)
         if turn.events:
-            published = Events(turn.events)
+            published = Events(turn.events, live_jobs=len(self.core.jobs))
             for api in list(self.api_clients):
                 with contextlib.suppress(ChannelClosed):
                     api.channel.send(published)

@@ -18,6 +18,10 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
+    # "cannot switch to state 15; another operation is in progress": what asyncpg raises when the server
+    # dies while the pool resets a connection it releases (seen when PostgreSQL was SIGKILLed under a
+    # submit burst). The pool has terminated that connection; a fresh one works once the server is back.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
