@@ -66,9 +66,14 @@ def job_type(name: str, *, reuse_worker: bool = False) -> Callable[[Handler], Ha
     return register
 
 
+BUILTIN = "service.handlers.builtin"
+
+
 def load(modules: Iterable[str] = ()) -> None:
-    """Import the built-in handlers and the user's modules (their import registers their types)."""
-    importlib.import_module("service.handlers.builtin")
+    """Import the user's modules (their import registers their types), or the built-in demo types when
+    none is named. The demo types have knobs that burn CPU, hold memory or flood output: a deployment
+    that names its own modules does not expose them (it may name `service.handlers.builtin` too)."""
+    modules = tuple(modules) or (BUILTIN,)
     for module in modules:
         try:
             importlib.import_module(module)

@@ -143,3 +143,18 @@ def test_a_timeout_kills_what_the_handler_started_too(service_factory: Callable[
     done = service.wait_status(job["job_id"], "failed", timeout=30)
     assert [a["outcome"] for a in done["attempts"]] == ["timed_out"]
     wait_until(lambda: gone(child), timeout=10, what="the handler's subprocess to be killed with its worker")
+
+
+def test_naming_handler_modules_replaces_the_demo_types(service_factory: Callable[..., Service]) -> None:
+    """The demo types burn CPU, hold memory and flood output on request: a deployment that names its own
+    modules does not expose them, unless it names them too."""
+    own = service_factory(TASKQ_HANDLERS=PROBE_MODULE).start()
+    refused = own.http.post("/jobs", json={"type": "quick_task"})
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "type"
+    assert "known types: plain_sum, starts_a_child, zygote_probe" in refused.json()["detail"]
+    both = service_factory(TASKQ_HANDLERS=f"service.handlers.builtin,{PROBE_MODULE}").start()
+    demo = both.submit(type="quick_task", payload={"duration_seconds": 0})
+    mine = both.submit(type="plain_sum", payload={"numbers": [1, 2]})
+    assert both.wait_status(demo["job_id"], "succeeded")["result"]["ok"] is True
+    assert both.wait_status(mine["job_id"], "succeeded")["result"]["sum"] == 3
