@@ -87,10 +87,14 @@ CREATE TABLE public.api_keys (
     hash bytea NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     revoked_at timestamp with time zone,
+    rate_limit_submit text,
+    rate_limit_requests text,
     CONSTRAINT api_keys_check CHECK ((revoked_at >= created_at)),
     CONSTRAINT api_keys_hash_check CHECK ((octet_length(hash) = 32)),
     CONSTRAINT api_keys_key_id_check CHECK ((key_id ~ '^[0-9a-f]{12}$'::text)),
     CONSTRAINT api_keys_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 100))),
+    CONSTRAINT api_keys_rate_limit_requests_check CHECK ((rate_limit_requests ~ '^[0-9]+(\.[0-9]+)?/[smh](:[0-9]+)?$'::text)),
+    CONSTRAINT api_keys_rate_limit_submit_check CHECK ((rate_limit_submit ~ '^[0-9]+(\.[0-9]+)?/[smh](:[0-9]+)?$'::text)),
     CONSTRAINT api_keys_salt_check CHECK ((octet_length(salt) = 16)),
     CONSTRAINT api_keys_scopes_check CHECK (((cardinality(scopes) > 0) AND (scopes <@ ARRAY['submit'::text, 'read'::text, 'admin'::text])))
 );
@@ -415,4 +419,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261129000005'),
     ('20261129000006'),
     ('20261204000007'),
-    ('20261205000008');
+    ('20261205000008'),
+    ('20261205000009');

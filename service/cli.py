@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     create = key_commands.add_parser("create", help="create a key and print it (it is shown only this once)")
     create.add_argument("--name", required=True, help="what the key is for, e.g. ci (1-100 characters)")
     create.add_argument("--scope", required=True, help="comma-separated scopes: submit, read, admin")
+    create.add_argument("--rate-submit", help="the key's own submission rate limit, e.g. 100/s or 6000/m:500")
+    create.add_argument("--rate-requests", help="the key's own rate limit on every other request")
     key_commands.add_parser("list", help="list the keys (never their secrets)")
     revoke = key_commands.add_parser("revoke", help="revoke a key: every node refuses it within a second")
     revoke.add_argument("key_id")
@@ -76,7 +78,15 @@ def _keys(settings: settings_module.Settings, args: argparse.Namespace) -> int:
             which = "--name" if credentials.name_problem(args.name) else "--scope"
             print(f"taskq: {which} {problem}", file=sys.stderr)
             return 2
-        return _with_database(settings, lambda url: _run(url, _create, args.name, credentials.ordered(scopes)))
+        rates: list[str | None] = []
+        for flag, raw in (("--rate-submit", args.rate_submit), ("--rate-requests", args.rate_requests)):
+            try:
+                rates.append(None if raw is None else settings_module.Rate.parse(raw).text)
+            except ValueError:
+                print(f"taskq: {flag} must be a rate such as 100/s, 6000/m or 10/h, optionally :burst", file=sys.stderr)
+                return 2
+        ordered = credentials.ordered(scopes)
+        return _with_database(settings, lambda url: _run(url, _create, args.name, ordered, tuple(rates)))
     if args.keys_command == "list":
         return _with_database(settings, lambda url: _run(url, _list))
     if not credentials.KEY_ID.match(args.key_id):
@@ -98,12 +108,14 @@ def _run(url: str, command: Callable[..., Coroutine[Any, Any, int]], *args: Any)
     return asyncio.run(connected())
 
 
-async def _create(conn: Any, name: str, scopes: list[str]) -> int:
+async def _create(conn: Any, name: str, scopes: list[str], rates: tuple[str | None, str | None]) -> int:
     from service.api.keys import create_key
 
-    stored, key = await create_key(conn, name, scopes)
+    stored, key = await create_key(conn, name, scopes, rates)
     print(f"key_id: {stored.key_id}")
     print(f"scopes: {','.join(stored.scopes)}")
+    if stored.rate_limit_submit or stored.rate_limit_requests:
+        print(f"rate limits: submit {stored.rate_limit_submit or '-'}, requests {stored.rate_limit_requests or '-'}")
     print(f"key: {key}")
     print("The key is shown only now: store it (it is kept only as a hash).", file=sys.stderr)
     return 0

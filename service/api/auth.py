@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import logging
 import time
@@ -33,7 +34,7 @@ from service import credentials
 from service.api import limits, problems
 from service.credentials import ADMIN, READ, SUBMIT
 from service.errors import MissingScope, OriginNotAllowed, TaskqError, Unauthenticated
-from service.settings import Settings, is_loopback
+from service.settings import Rate, Settings, is_loopback
 from service.store import gateway
 
 log = logging.getLogger("taskq.api.auth")
@@ -150,6 +151,23 @@ def take_token(scope: Scope) -> str | None:
 # ------------------------------------------------------------------------------------------------ the keys
 
 
+class Verified(msgspec.Struct, frozen=True):
+    """A valid key: whom its requests count against, its scopes, and its own rate limits (None: the
+    node's)."""
+
+    caller: str
+    scopes: frozenset[str]
+    rates: dict[str, Rate | None]
+
+
+_BOOTSTRAP = Verified("bootstrap key", credentials.ALL_SCOPES, {})
+
+
+@functools.lru_cache(maxsize=4096)
+def _rate(text: str | None) -> Rate | None:
+    return None if text is None else Rate.parse(text)
+
+
 class KeyRing:
     """Which keys are valid, and whether keys are required at all, from the database at most `ttl` old.
 
@@ -213,8 +231,13 @@ class KeyRing:
 
     async def scopes_of(self, token: str) -> frozenset[str] | None:
         """The scopes of a presented key, or None when it is not a valid key."""
+        verified = await self.verify(token)
+        return None if verified is None else verified.scopes
+
+    async def verify(self, token: str) -> Verified | None:
+        """Who presents this key and what it may do, or None when it is not a valid key."""
         if self._bootstrap is not None and hmac.compare_digest(token.encode(), self._bootstrap):
-            return credentials.ALL_SCOPES
+            return _BOOTSTRAP
         parsed = credentials.parse_key(token)
         if parsed is None:
             return None
@@ -226,7 +249,8 @@ class KeyRing:
             found = await self._load(key_id)
         if found is None or found.revoked or not credentials.matches(secret, found.salt, found.hash):
             return None
-        return frozenset(found.scopes)
+        rates = {limits.SUBMIT: _rate(found.rate_limit_submit), limits.REQUESTS: _rate(found.rate_limit_requests)}
+        return Verified(f"key {key_id}", frozenset(found.scopes), rates)
 
     async def _load(self, key_id: str) -> gateway.KeyCheck | None:
         """One database read per key id at a time: the requests that arrive while it runs share it."""
@@ -250,12 +274,6 @@ class KeyRing:
             self._cache.clear()
         self._cache[key_id] = (self.clock() + self.ttl, found)
         return found
-
-
-def caller_of(token: str) -> str:
-    """Whom a valid key's requests count against: the key's id (the bootstrap key is one caller)."""
-    parsed = credentials.parse_key(token)
-    return f"key {parsed[0]}" if parsed is not None else "bootstrap key"
 
 
 # -------------------------------------------------------------------------------------------- the layer
@@ -301,27 +319,28 @@ def guard(
                 if origin is not None and not origin_allowed(origin, header(headers, b"host"), allowed_origins):
                     raise OriginNotAllowed.of(origin)
             caller: str | None = None
+            rates: dict[str, Rate | None] = {}
             if not ring.open:
                 needed, route = required_scope(method, path)
                 if needed is not None:
                     token = bearer(headers) or query_token
                     if token is None:
                         raise Unauthenticated.because("is missing; send Authorization: Bearer <key>")
-                    scopes = await ring.scopes_of(token)
-                    if scopes is None:
+                    verified = await ring.verify(token)
+                    if verified is None:
                         raise Unauthenticated.because("the API key is not valid: unknown, revoked or mistyped")
-                    if needed not in scopes:
+                    if needed not in verified.scopes:
                         raise MissingScope.needing(needed, method, route)
-                    caller = caller_of(token)
+                    caller, rates = verified.caller, verified.rates
             elif limited:
                 needed, _ = required_scope(method, path)
                 if needed is not None:
                     client = scope.get("client")
                     caller = f"address {client[0]}" if client else "address unknown"
-            if limited and caller is not None:
-                assert limiter is not None
+            if limiter is not None and caller is not None:
                 submit = method == "POST" and path in ("/jobs", "/jobs/batch")
-                limiter.check(caller, limits.SUBMIT if submit else limits.REQUESTS)
+                kind = limits.SUBMIT if submit else limits.REQUESTS
+                limiter.check(caller, kind, rates.get(kind))
         except Exception as exc:
             await _refuse(scope, receive, send, exc, method, path)
             return

@@ -14,24 +14,44 @@ from litestar.datastructures import State
 
 from service import credentials
 from service.api.auth import KeyRing
-from service.api.schemas import CreatedKey, KeyView, decode_key_request, require_json
+from service.api.schemas import CreatedKey, KeyRates, KeyView, decode_key_request, require_json
 from service.api.submit import timestamp
 from service.errors import InvalidRequest, KeyNotFound
+from service.settings import Rate
 from service.store import gateway
 
 log = logging.getLogger("taskq.api.keys")
 
 
+def rates_view(key: gateway.ApiKey) -> KeyRates | None:
+    if key.rate_limit_submit is None and key.rate_limit_requests is None:
+        return None
+    return KeyRates(key.rate_limit_submit, key.rate_limit_requests)
+
+
 def key_view(key: gateway.ApiKey) -> KeyView:
-    return KeyView(key.key_id, key.name, key.scopes, timestamp(key.created_at) or "", timestamp(key.revoked_at))
+    created, revoked = timestamp(key.created_at) or "", timestamp(key.revoked_at)
+    return KeyView(key.key_id, key.name, key.scopes, created, revoked, rates_view(key))
 
 
-async def create_key(pool: Any, name: str, scopes: list[str]) -> tuple[gateway.ApiKey, str]:
+def checked_rate(raw: str | None, field: str) -> str | None:
+    """A key's rate limit in its canonical spelling, or 422 naming the field."""
+    if raw is None:
+        return None
+    try:
+        return Rate.parse(raw).text
+    except ValueError:
+        raise InvalidRequest.field(field, "must be a rate such as 100/s, 6000/m or 10/h, optionally :burst") from None
+
+
+async def create_key(
+    pool: Any, name: str, scopes: list[str], rates: tuple[str | None, str | None] = (None, None)
+) -> tuple[gateway.ApiKey, str]:
     """Stores a new key and returns it with its full text, which exists nowhere else afterwards."""
     while True:
         made = credentials.new_key()
         try:
-            stored = await gateway.insert_api_key(pool, made.key_id, name, scopes, made.salt, made.digest)
+            stored = await gateway.insert_api_key(pool, made.key_id, name, scopes, made.salt, made.digest, rates)
         except gateway.DuplicateKeyId:
             continue
         return stored, made.key
@@ -45,11 +65,17 @@ async def post_key(request: Request[Any, Any, Any], state: State) -> Response[Cr
         raise InvalidRequest.field("name", problem)
     if (problem := credentials.scope_problem(body.scopes)) is not None:
         raise InvalidRequest.field("scopes", problem)
-    stored, key = await create_key(state.pool, body.name, credentials.ordered(body.scopes))
+    limits = body.rate_limits or KeyRates()
+    rates = (
+        checked_rate(limits.submit, "rate_limits.submit"),
+        checked_rate(limits.requests, "rate_limits.requests"),
+    )
+    stored, key = await create_key(state.pool, body.name, credentials.ordered(body.scopes), rates)
     ring: KeyRing = state.keyring
     ring.forget(stored.key_id)
     log.info("API key %s (%s) created with scopes %s", stored.key_id, stored.name, ",".join(stored.scopes))
-    view = CreatedKey(stored.key_id, stored.name, stored.scopes, timestamp(stored.created_at) or "", key)
+    created = timestamp(stored.created_at) or ""
+    view = CreatedKey(stored.key_id, stored.name, stored.scopes, created, key, rates_view(stored))
     return Response(view, status_code=201)
 
 

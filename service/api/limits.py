@@ -45,8 +45,9 @@ class Limiter:
     def active(self) -> bool:
         return any(rate is not None for rate in self.rates.values())
 
-    def check(self, caller: str, kind: str) -> None:
-        rate = self.rates.get(kind)
+    def check(self, caller: str, kind: str, own: Rate | None = None) -> None:
+        """`own`: the caller's own rate (an API key's), else the node's for this kind."""
+        rate = own or self.rates.get(kind)
         if rate is None:
             return
         now = self.clock()
@@ -63,10 +64,11 @@ class Limiter:
             bucket[1] = now
         if bucket[0] < 1.0:
             wait = (1.0 - bucket[0]) / rate.per_second
-            message = f"exceeds {_SETTING[kind]} ({rate.text}); retry in {wait:.2f}s"
+            limit = f"this key's rate_limits.{kind}" if own else _SETTING[kind]
+            message = f"exceeds {limit} ({rate.text}); retry in {wait:.2f}s"
             raise TooManyRequests(
                 f"{_WHAT[kind]} from this caller: {message}",
                 retry_after_seconds=max(1, math.ceil(wait)),  # Retry-After counts whole seconds
-                errors=[{"field": _SETTING[kind], "message": message}],
+                errors=[{"field": f"rate_limits.{kind}" if own else _SETTING[kind], "message": message}],
             )
         bucket[0] -= 1.0

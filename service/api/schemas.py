@@ -75,6 +75,15 @@ class KeyRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     name: str
     scopes: list[str]
+    rate_limits: KeyRates | None = None
+
+
+class KeyRates(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A key's own rate limits, in the form of TASKQ_RATE_LIMIT_SUBMIT (`100/s`, `6000/m:500`); a limit
+    left out is the node's."""
+
+    submit: str | None = None
+    requests: str | None = None
 
 
 _submission_decoder = msgspec.json.Decoder(JobSubmission)
@@ -410,6 +419,7 @@ class KeyView(msgspec.Struct):
     scopes: list[str]
     created_at: str
     revoked_at: str | None
+    rate_limits: KeyRates | None = None
 
 
 class CreatedKey(msgspec.Struct):
@@ -420,3 +430,4 @@ class CreatedKey(msgspec.Struct):
     scopes: list[str]
     created_at: str
     key: str
+    rate_limits: KeyRates | None = None

@@ -503,6 +503,8 @@ class ApiKey(msgspec.Struct, frozen=True, gc=False):
     scopes: list[str]
     created_at: datetime
     revoked_at: datetime | None
+    rate_limit_submit: str | None = None  # the key's own limits; None: the node's settings
+    rate_limit_requests: str | None = None
 
 
 class KeyCheck(msgspec.Struct, frozen=True, gc=False):
@@ -513,13 +515,22 @@ class KeyCheck(msgspec.Struct, frozen=True, gc=False):
     salt: bytes
     hash: bytes
     revoked: bool
+    rate_limit_submit: str | None = None
+    rate_limit_requests: str | None = None
 
 
 async def insert_api_key(
-    db: Executor, key_id: str, name: str, scopes: Sequence[str], salt: bytes, digest: bytes
+    db: Executor,
+    key_id: str,
+    name: str,
+    scopes: Sequence[str],
+    salt: bytes,
+    digest: bytes,
+    rates: tuple[str | None, str | None] = (None, None),
 ) -> ApiKey:
+    """`rates`: the key's own (submit, requests) rate limits, as their settings spell them."""
     try:
-        record = await db.fetchrow(Q["insert_api_key"], key_id, name, list(scopes), salt, digest)
+        record = await db.fetchrow(Q["insert_api_key"], key_id, name, list(scopes), salt, digest, *rates)
     except asyncpg.UniqueViolationError as exc:
         raise DuplicateKeyId(key_id) from exc
     except Exception as exc:

@@ -240,18 +240,18 @@ evented AS (
 SELECT job_id, type, payload FROM moved WHERE started;
 
 -- name: insert_api_key
-INSERT INTO api_keys (key_id, name, scopes, salt, hash)
-VALUES ($1, $2, $3::text[], $4, $5)
-RETURNING key_id, name, scopes, created_at, revoked_at;
+INSERT INTO api_keys (key_id, name, scopes, salt, hash, rate_limit_submit, rate_limit_requests)
+VALUES ($1, $2, $3::text[], $4, $5, $6, $7)
+RETURNING key_id, name, scopes, created_at, revoked_at, rate_limit_submit, rate_limit_requests;
 
 -- name: list_api_keys
-SELECT key_id, name, scopes, created_at, revoked_at
+SELECT key_id, name, scopes, created_at, revoked_at, rate_limit_submit, rate_limit_requests
 FROM api_keys
 ORDER BY created_at, key_id;
 
 -- name: find_api_key
 -- The API's check of a presented key, at most once a second per key id (the API caches the answer).
-SELECT key_id, scopes, salt, hash, revoked_at IS NOT NULL AS revoked
+SELECT key_id, scopes, salt, hash, revoked_at IS NOT NULL AS revoked, rate_limit_submit, rate_limit_requests
 FROM api_keys
 WHERE key_id = $1;
 
@@ -259,7 +259,7 @@ WHERE key_id = $1;
 -- Revoking twice keeps the first revocation's time.
 UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
 WHERE key_id = $1
-RETURNING key_id, name, scopes, created_at, revoked_at;
+RETURNING key_id, name, scopes, created_at, revoked_at, rate_limit_submit, rate_limit_requests;
 
 -- name: any_api_key
 -- Revoked keys count too: see db/migrations/20261205000008_api_keys.sql.

@@ -198,7 +198,9 @@ def test_a_created_key_is_shown_once_listed_without_its_secret_and_revoked(secur
     assert listing.status_code == 200
     assert created["key"].split("_")[-1] not in listing.text
     mine = [k for k in listing.json() if k["key_id"] == created["key_id"]]
-    assert mine == [{k: created[k] for k in ("key_id", "name", "scopes", "created_at")} | {"revoked_at": None}]
+    same = ("key_id", "name", "scopes", "created_at", "rate_limits")
+    assert mine == [{k: created[k] for k in same} | {"revoked_at": None}]
+    assert created["rate_limits"] is None  # none of its own: the node's limits apply
 
     assert call(secured, "DELETE", f"/keys/{created['key_id']}", key=BOOTSTRAP).status_code == 204
     revoked = [k for k in call(secured, "GET", "/keys", key=BOOTSTRAP).json() if k["key_id"] == created["key_id"]]

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import websockets
 
-from tests.conftest import Service, wait_until
+from tests.conftest import PgServer, Service, wait_until
 
 LATER = "2099-01-01T00:00:00Z"  # scheduled far ahead: live, and never started
 BOOTSTRAP = "bootstrap-secret-for-the-limit-tests-0123456789"
@@ -109,3 +112,52 @@ def test_connections_beyond_the_cap_are_refused_with_503(service_factory: Callab
 
     assert asyncio.run(scenario()) == 503
     wait_until(lambda: service.http.get("/health/live").status_code == 200, what="room again once they closed")
+
+
+def test_a_key_with_its_own_rate_limit_is_held_to_it(service_factory: Callable[..., Service], pg: PgServer) -> None:
+    pg_url = pg.fresh_database()
+    service = service_factory(pg_url, TASKQ_BOOTSTRAP_KEY=BOOTSTRAP, TASKQ_RATE_LIMIT_SUBMIT="100/s").start()
+    admin = {"Authorization": f"Bearer {BOOTSTRAP}"}
+    made = service.http.post(
+        "/keys",
+        json={"name": "batch-loader", "scopes": ["submit"], "rate_limits": {"submit": "1/m:2"}},
+        headers=admin,
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["rate_limits"] == {"submit": "1/m:2", "requests": None}
+    own = {"Authorization": f"Bearer {made.json()['key']}"}
+    assert [service.http.post("/jobs", json=later(), headers=own).status_code for _ in range(2)] == [201, 201]
+    refused = service.http.post("/jobs", json=later(), headers=own)
+    assert_429(refused, "rate_limits.submit")
+    assert "this key's rate_limits.submit (1/m:2)" in refused.json()["detail"]
+    # The node's limit still applies to the other keys (100/s: far from reached here).
+    assert service.http.post("/jobs", json=later(), headers=admin).status_code == 201
+    listed = {k["name"]: k for k in service.http.get("/keys", headers=admin).json()}
+    assert listed["batch-loader"]["rate_limits"]["submit"] == "1/m:2"
+    bad = service.http.post(
+        "/keys", json={"name": "x", "scopes": ["read"], "rate_limits": {"requests": "fast"}}, headers=admin
+    )
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "rate_limits.requests"
+    # The CLI takes the same limits.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "keys",
+            "create",
+            "--name",
+            "cli",
+            "--scope",
+            "read",
+            "--rate-requests",
+            "5/s",
+        ],
+        env={**os.environ, "TASKQ_DATABASE_URL": pg_url},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "rate limits: submit -, requests 5/s" in done.stdout
