@@ -54,7 +54,7 @@ def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[d
 
 def problem_of(exc: Exception, method: str, path: str) -> Problem:
     """The problem for any exception, chosen as Litestar chooses among the handlers above (by the
-    exception's class): for the routes served in front of Litestar (`app.fast_submit`)."""
+    exception's class): for the routes served in front of Litestar (`fast_path.fast_submit`)."""
     if isinstance(exc, TaskqError):
         return taskq_problem(exc)
     if isinstance(exc, HTTPException):

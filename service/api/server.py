@@ -6,8 +6,9 @@ import os
 
 import uvicorn
 
-from service.api.app import create_app, fast_submit
+from service.api.app import create_app
 from service.api.auth import guard
+from service.api.fast_path import fast_submit
 from service.api.limits import REQUESTS, SUBMIT, Limiter
 from service.logs import configure_logging
 from service.processes import die_with_parent, name_process
