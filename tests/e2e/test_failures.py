@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -214,14 +215,19 @@ def test_killed_scheduler_is_restarted_and_nothing_runs_twice(service: Service) 
         assert [a["outcome"] for a in done["attempts"]] == ["succeeded"]
 
 
-def test_killed_supervisor_is_restarted_and_its_lost_attempts_are_retried(service: Service) -> None:
+def test_killed_supervisor_is_restarted_and_its_lost_attempts_are_retried(service: Service, tmp_path: Path) -> None:
+    release = tmp_path / "release"
     job = service.submit(
-        type="long_running", payload={"duration_seconds": 1}, retry_config={"initial_delay_seconds": 0}
+        type="long_running",
+        payload={"duration_seconds": 0, "release_file": str(release)},
+        retry_config={"initial_delay_seconds": 0},
     )
     service.wait_status(job["job_id"], "running")
     worker = wait_until(lambda: service.job(job["job_id"])["attempts"][0]["worker_pid"], what="worker pid")
     supervisor = service.actor_pids()["supervisor"]
     os.kill(supervisor, signal.SIGKILL)
+    wait_until(lambda: len(service.job(job["job_id"])["attempts"]) == 2, timeout=30, what="a second attempt")
+    release.touch()
     done = service.wait_status(job["job_id"], "succeeded", timeout=30)
     assert [a["outcome"] for a in done["attempts"]] == ["crashed", "succeeded"]
     assert not psutil.pid_exists(worker) or psutil.Process(worker).status() == "zombie"  # it died with its parent
