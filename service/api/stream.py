@@ -68,6 +68,7 @@ class EventHub:
     def __init__(self, buffer_bytes: int) -> None:
         self.buffer_bytes = buffer_bytes
         self.subscribers: set[Subscriber] = set()
+        self.clients = 0  # stream connections being served, for TASKQ_MAX_STREAM_CLIENTS
 
     def subscribe(self, filters: Filters) -> Subscriber:
         subscriber = Subscriber(filters, asyncio.Queue())
@@ -131,6 +132,31 @@ async def job_stream(
 ) -> None:
     """One JSON message per status change: {seq, event, job_id, type, priority, status, attempt, timestamp}
     (+ error). Filter with ?job_id=, ?type=, ?status=; resume with ?after=<last seq seen>."""
+    state: State = socket.app.state
+    hub: EventHub = state.hub
+    limit: int = state.settings.max_stream_clients
+    # Each client holds up to its buffer, so their number is bounded too. The place is taken before the
+    # first await: two handshakes at the same moment cannot both see the last free one.
+    if hub.clients >= limit:
+        await socket.accept()
+        state.telemetry.add("taskq_stream_disconnects", reason="too_many_clients")
+        await socket.close(code=TRY_AGAIN_LATER, reason=f"too many stream clients (TASKQ_MAX_STREAM_CLIENTS={limit})")
+        return
+    hub.clients += 1
+    try:
+        await _serve(socket, state, hub, Filters(job_id, type, status), status, after)
+    finally:
+        hub.clients -= 1
+
+
+async def _serve(
+    socket: WebSocket[Any, Any, Any],
+    state: State,
+    hub: EventHub,
+    filters: Filters,
+    status: str | None,
+    after: int | None,
+) -> None:
     await socket.accept()
     if status is not None and status not in Status.__members__.values():
         await socket.close(code=1008, reason=f"unknown status {status!r}")
@@ -138,14 +164,6 @@ async def job_stream(
     if after is not None and not 0 <= after < 2**63:
         await socket.close(code=1008, reason="after must be a seq between 0 and 2^63-1")
         return
-    state: State = socket.app.state
-    hub: EventHub = state.hub
-    limit: int = state.settings.max_stream_clients
-    if len(hub.subscribers) >= limit:  # each holds up to its buffer: their number is bounded too
-        state.telemetry.add("taskq_stream_disconnects", reason="too_many_clients")
-        await socket.close(code=TRY_AGAIN_LATER, reason=f"too many stream clients (TASKQ_MAX_STREAM_CLIENTS={limit})")
-        return
-    filters = Filters(job_id, type, status)
     subscriber = hub.subscribe(filters)  # before the replay, so nothing falls between the two
     closed = asyncio.Event()
     watcher = asyncio.create_task(_watch_disconnect(socket, closed))
