@@ -209,6 +209,7 @@ CREATE TABLE public.jobs (
     request_hash bytea NOT NULL,
     attempts_charged integer DEFAULT 0 NOT NULL,
     terminal_status public.job_status,
+    dispatched_to text,
     CONSTRAINT finished_iff_terminal CHECK (((finished_at IS NOT NULL) = (status = ANY (ARRAY['succeeded'::public.job_status, 'failed'::public.job_status, 'cancelled'::public.job_status, 'upstream_failed'::public.job_status])))),
     CONSTRAINT jobs_attempt_count_check CHECK ((attempt_count >= 0)),
     CONSTRAINT jobs_attempts_charged_check CHECK ((attempts_charged >= 0)),
@@ -267,7 +268,8 @@ CREATE VIEW public.scheduler_jobs AS
     (EXTRACT(epoch FROM next_run_at))::double precision AS next_run_at,
     (EXTRACT(epoch FROM ready_at))::double precision AS ready_at,
     (EXTRACT(epoch FROM started_at))::double precision AS started_at,
-    (finished_at IS NULL) AS live
+    (finished_at IS NULL) AS live,
+    dispatched_to
    FROM public.jobs;
 
 
@@ -420,4 +422,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261129000006'),
     ('20261204000007'),
     ('20261205000008'),
-    ('20261205000009');
+    ('20261205000009'),
+    ('20261205000010');

@@ -169,6 +169,9 @@ class SupervisorHello(Message):
 
     pid: int
     running: list[AttemptRef]
+    # This supervisor process's identity, new at each start (a pid may be reused): a start sent to it
+    # that it does not own never reached it (see SchedulerCore.supervisor_ready_with).
+    instance: str = ""
 
 
 class SupervisorStats(Message):

@@ -407,7 +407,8 @@ class SchedulerActor:
             case SupervisorHello(running=running):
                 client.role = "supervisor"
                 self.supervisor = client
-                self.core.supervisor_ready_with([(ref.job_id, ref.attempt) for ref in running], now)
+                attempts = [(ref.job_id, ref.attempt) for ref in running]
+                self.core.supervisor_ready_with(attempts, now, message.instance or None)
                 log.info("supervisor %d connected with %d running attempts", message.pid, len(running))
             case SupervisorStopping():
                 self.core.supervisor_lost()
@@ -547,7 +548,13 @@ class SchedulerActor:
             jobs[t.job_id] = JobChange(t.job_id, t.status.value, t.at, t.error, result, t.next_run_at, t.charged)
         for start in effects.starts:  # a start comes after any transition of the same turn
             jobs[start.job_id] = JobChange(
-                start.job_id, Status.RUNNING.value, start.at, charged=start.charged, attempt=start.attempt, started=True
+                start.job_id,
+                Status.RUNNING.value,
+                start.at,
+                charged=start.charged,
+                attempt=start.attempt,
+                started=True,
+                dispatched_to=start.dispatched_to,
             )
         attempts: dict[tuple[str, int], AttemptChange] = {}
         for close in effects.closes:
@@ -670,7 +677,9 @@ def restored_from_row(row: LiveJob) -> Restored:
             jitter=row.jitter,
         ),
     )
-    return Restored(job, row.attempt_count, row.charged, row.ready_at, row.next_run_at, row.started_at)
+    return Restored(
+        job, row.attempt_count, row.charged, row.ready_at, row.next_run_at, row.started_at, row.dispatched_to
+    )
 
 
 _EVENT_MESSAGES = {

@@ -64,6 +64,7 @@ class Start(msgspec.Struct, gc=False):
     waited: float = 0.0  # seconds from ready (pending) to this start
     job_type: str = ""
     level: int = 0
+    dispatched_to: str | None = None  # the supervisor instance this start is sent to
 
 
 class Reservation(msgspec.Struct, gc=False):
@@ -115,6 +116,7 @@ class Restored:
     ready_at: float | None
     next_run_at: float | None
     started_at: float | None
+    dispatched_to: str | None = None  # of a running job: the supervisor instance its start was sent to
 
 
 @dataclass(slots=True, kw_only=True)
@@ -141,6 +143,7 @@ class Job:
     run_at: float | None = None  # not before this time, even once its dependencies have succeeded
     cancel_requested: bool = False
     interrupt_requested: bool = False
+    dispatched_to: str | None = None  # set while running: the supervisor instance its start went to
 
     def wait_for(self, dep: str) -> None:
         if self.waiting_on is None:
@@ -182,6 +185,7 @@ class SchedulerCore:
         # No dispatch until the supervisor has said which attempts it still runs: resources held by
         # attempts that survived a scheduler restart must be known before anything new starts.
         self.supervisor_ready = False
+        self.supervisor_instance: str | None = None  # of the connected supervisor (its Hello says it)
         self.draining = False
         # Set whenever the outcome of a dispatch pass could differ from the last one's.
         self._queue_changed = True
@@ -371,6 +375,7 @@ class SchedulerCore:
                 attempt=attempt,
                 charged=charged,
                 started_at=started_at if started_at is not None else now,
+                dispatched_to=item.dispatched_to,
             )
             self.jobs[job.job_id] = job
             self._count(job, job.status, +1)
@@ -392,14 +397,25 @@ class SchedulerCore:
         for item in _parents_first(items):
             self.restore(item, dep_status, now)
 
-    def supervisor_ready_with(self, running: Iterable[tuple[str, int]], now: float) -> None:
-        """The supervisor (re)connected and runs exactly `running`; every other running attempt is lost."""
+    def supervisor_ready_with(
+        self, running: Iterable[tuple[str, int]], now: float, instance: str | None = None
+    ) -> None:
+        """The supervisor (re)connected and runs exactly `running`; every other running attempt is lost.
+
+        How it was lost decides what it cost. A supervisor keeps every attempt it was given until its
+        report is acknowledged, across scheduler restarts and reconnects; so an attempt whose start was
+        sent to this very supervisor `instance` and that it does not own never reached it (the scheduler
+        stopped, or lost the link, between the start's commit and its delivery): it never ran, and goes
+        back in line without using up an attempt. One sent to another instance (a supervisor since
+        restarted, whose workers died with it) may have run: that is a crash."""
         alive = set(running)
         for job in list(self.running.values()):
             if (job.job_id, job.attempt) not in alive:
-                self.attempt_finished(
-                    job.job_id, job.attempt, Outcome.CRASHED, "worker lost: no supervisor runs it", None, now
-                )
+                if instance is not None and job.dispatched_to == instance:
+                    outcome, error = Outcome.INTERRUPTED, "never reached a worker: its start was not delivered"
+                else:
+                    outcome, error = Outcome.CRASHED, "worker lost: no supervisor runs it"
+                self.attempt_finished(job.job_id, job.attempt, outcome, error, None, now)
         for job_id, attempt in alive:
             held = self.running.get(job_id)
             if held is None or held.attempt != attempt:
@@ -411,6 +427,7 @@ class SchedulerCore:
                 outcome = Outcome.CANCELLED if held.cancel_requested else Outcome.INTERRUPTED
                 self._effects.kills.append(Kill(job_id, attempt, outcome))
         self.supervisor_ready = True
+        self.supervisor_instance = instance
         self._queue_changed = True
 
     def supervisor_lost(self) -> None:
@@ -609,6 +626,7 @@ class SchedulerCore:
         job.charged += 1
         self._set_status(job, Status.RUNNING)
         job.started_at = now
+        job.dispatched_to = self.supervisor_instance
         self.running[job.job_id] = job
         self.used = self.used + job.need
         self._effects.starts.append(
@@ -623,6 +641,7 @@ class SchedulerCore:
                 waited=max(0.0, now - ready_at),
                 job_type=job.type,
                 level=job.level,
+                dispatched_to=job.dispatched_to,
             )
         )
 

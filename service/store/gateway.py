@@ -342,6 +342,7 @@ class LiveJob(msgspec.Struct, frozen=True, gc=False):
     next_run_at: float | None
     ready_at: float | None
     started_at: float | None
+    dispatched_to: str | None
 
 
 async def load_live_jobs(db: Executor, since: float = 0.0) -> list[LiveJob]:
@@ -439,6 +440,7 @@ class JobChange(msgspec.Struct, gc=False):
     charged: int | None = None
     attempt: int | None = None
     started: bool = False
+    dispatched_to: str | None = None  # with a start: the supervisor instance it is sent to
 
 
 def _columns(rows: Sequence[Any], struct: type[msgspec.Struct]) -> list[list[Any]]:
@@ -481,9 +483,10 @@ async def apply_turn(
         [o[0] for o in opened],
         [o[1] for o in opened],
         [o[2] for o in opened],
-        *_columns(jobs, JobChange),
+        *_columns(jobs, JobChange)[:9],  # $10-$18; the tenth column comes last, as $35
         *_columns(logs, LogRow),
         *([getattr(e, name) for e in events] for name in _EVENT_FIELDS),
+        [j.dispatched_to for j in jobs],
     )
     return [StartedJob(r["job_id"], r["type"], r["payload"]) for r in records]
 

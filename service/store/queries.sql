@@ -215,10 +215,11 @@ moved AS (
         ready_at = CASE WHEN s.status = 'pending' THEN to_timestamp(s.at) ELSE j.ready_at END,
         attempts_charged = coalesce(s.charged, j.attempts_charged),
         attempt_count = coalesce(s.attempt, j.attempt_count),
-        started_at = CASE WHEN s.started THEN to_timestamp(s.at) ELSE j.started_at END
+        started_at = CASE WHEN s.started THEN to_timestamp(s.at) ELSE j.started_at END,
+        dispatched_to = CASE WHEN s.started THEN s.dispatched_to ELSE j.dispatched_to END
     FROM unnest($10::text[], $11::text[], $12::float8[], $13::text[], $14::text[], $15::float8[], $16::int[],
-                $17::int[], $18::bool[])
-         AS s(job_id, status, at, error, result, next_run_at, charged, attempt, started)
+                $17::int[], $18::bool[], $35::text[])
+         AS s(job_id, status, at, error, result, next_run_at, charged, attempt, started, dispatched_to)
     WHERE j.job_id = s.job_id
     RETURNING j.job_id, j.type, j.payload::text AS payload, s.started
 ),

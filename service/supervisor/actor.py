@@ -22,6 +22,7 @@ import selectors
 import signal
 import socket
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,6 +96,7 @@ class Supervisor:
         self.next_stats = 0.0
         self.scheduler_socket = scheduler_socket
         self.pid = os.getpid()
+        self.instance = uuid.uuid4().hex
         self.selector = selectors.DefaultSelector()
         self.spares: deque[Worker] = deque()  # fresh forks that have run nothing yet
         self.workers: dict[int, Worker] = {}  # every live worker by pid, for the zygote's exit reports
@@ -204,7 +206,7 @@ class Supervisor:
         # reports follow this Hello, so the scheduler must not declare those attempts lost.
         owned = [*self.busy, *self.waiting, *((r.job_id, r.attempt) for r in self.outbox.values())]
         running = [AttemptRef(job_id, attempt) for job_id, attempt in owned]
-        self._send(SupervisorHello(self.pid, running))
+        self._send(SupervisorHello(self.pid, running, self.instance))
         for seq in sorted(self.outbox):
             self._send(self.outbox[seq])
         if self.conn is not None:

@@ -128,6 +128,11 @@ def test_the_embedded_postgres_killed_under_a_submit_burst_comes_back_and_nothin
     wait_until(lambda: service.http.get("/health/ready").status_code == 200, timeout=30, what="ready again")
     for job_id in accepted:  # every acknowledged job exists and ran exactly once
         done = service.wait_status(job_id, "succeeded", timeout=60)
-        assert [a["outcome"] for a in done["attempts"]] == ["succeeded"], done
+        # A start committed just before PostgreSQL died may never have reached the supervisor: that
+        # attempt never ran, and is closed `interrupted` (uncharged), never `crashed`. (No drain runs
+        # here, so `interrupted` can only mean that.)
+        outcomes = [a["outcome"] for a in done["attempts"]]
+        assert outcomes[-1] == "succeeded", done
+        assert set(outcomes[:-1]) <= {"interrupted"}, done
     assert "embedded PostgreSQL (pid" in service.logs()
     assert "back after" in service.logs()

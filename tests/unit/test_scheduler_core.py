@@ -1340,3 +1340,43 @@ def test_a_kill_decided_while_no_supervisor_is_connected_is_asked_again_at_its_h
     assert [(k.job_id, k.attempt, k.outcome) for k in core.take_effects().kills] == [("r", 1, Outcome.CANCELLED)]
     core.supervisor_ready_with([("r", 1)], 3.0)  # and at every later Hello while it still runs
     assert [k.job_id for k in core.take_effects().kills] == ["r"]
+
+
+# ----------------------------------------------------------------------------- starts never delivered
+
+
+def test_a_start_this_supervisor_never_received_goes_back_in_line_uncharged() -> None:
+    """The scheduler committed a start and stopped (or lost the link) before sending it: the same
+    supervisor, reconnecting, does not own it. It never ran, so it is not a crash and costs no attempt."""
+    core = make_core(ready=False)
+    core.supervisor_ready_with([], 0.0, "sup-1")
+    admit(core, new_job("a", 1, retry=RetryPolicy(max_attempts=1, jitter=0.0)))
+    effects = tick(core, 1.0)
+    assert [(s.job_id, s.dispatched_to) for s in effects.starts] == [("a", "sup-1")]
+    core.supervisor_lost()
+    core.supervisor_ready_with([], 2.0, "sup-1")
+    effects = core.take_effects()
+    assert [(c.job_id, c.outcome) for c in effects.closes] == [("a", Outcome.INTERRUPTED)]
+    assert effects.closes[0].error == "never reached a worker: its start was not delivered"
+    assert core.jobs["a"].status is Status.PENDING
+    assert core.jobs["a"].charged == 0  # max_attempts 1, and it may still run
+    assert started(tick(core, 3.0)) == ["a"]
+
+
+def test_a_start_sent_to_a_supervisor_since_replaced_is_a_crash() -> None:
+    core = make_core(ready=False)
+    core.supervisor_ready_with([], 0.0, "sup-1")
+    admit(core, new_job("a", 1))
+    tick(core, 1.0)
+    core.supervisor_lost()
+    core.supervisor_ready_with([], 2.0, "sup-2")  # a new supervisor process: its workers died with the old one
+    effects = core.take_effects()
+    assert [(c.job_id, c.outcome) for c in effects.closes] == [("a", Outcome.CRASHED)]
+
+
+def test_a_restored_running_job_remembers_where_its_start_went() -> None:
+    core = make_core(ready=False)
+    running = new_job("a", 1, status=Status.RUNNING)
+    core.restore(Restored(running, 1, 1, None, None, 0.5, "sup-1"), {}, 1.0)
+    core.supervisor_ready_with([], 2.0, "sup-1")
+    assert [(c.job_id, c.outcome) for c in core.take_effects().closes] == [("a", Outcome.INTERRUPTED)]
