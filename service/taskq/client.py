@@ -115,9 +115,10 @@ class Client(_Submits):
             return None
         if isinstance(effect, core.Open):
             try:
+                # Entered as a context manager: websockets 17.1 deprecates a bare connect() call.
                 socket = ws_sync.connect(
                     effect.url, open_timeout=self._timeout, user_agent_header=USER_AGENT, proxy=None
-                )
+                ).__enter__()
             except ws_errors.InvalidStatus as exc:
                 return _refused(exc)
             except _OPEN_FAILURES as exc:
