@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import taskq
 import websockets.sync.client
 
-import taskq
 from tests.conftest import Service
 from tests.e2e.client_kinds import make_client
 
@@ -30,7 +30,8 @@ def test_jobs_run_wait_follow_logs_and_a_failed_job_is_redriven_from_the_dlq(ser
         done = client.wait(child.job_id, timeout=30)
         assert done.status == "succeeded"
         first = client.get(parent.job_id)
-        assert first.finished_at is not None and done.started_at is not None
+        assert first.finished_at is not None
+        assert done.started_at is not None
         assert first.finished_at <= done.started_at  # the child ran after its parent
 
         lines = list(client.logs(parent.job_id, follow=True))  # ends: the job is terminal
@@ -124,7 +125,8 @@ def test_submits_over_the_rate_limit_are_too_many_requests(service_factory: Call
         with pytest.raises(taskq.TooManyRequests) as caught:
             client.submit("quick_task", run_at=LATER)  # no id: never retried, so the 429 comes at once
         assert caught.value.status == 429
-        assert caught.value.retry_after is not None and caught.value.retry_after > 0
+        assert caught.value.retry_after is not None
+        assert caught.value.retry_after > 0
         assert "TASKQ_RATE_LIMIT_SUBMIT" in caught.value.detail
     finally:
         close()
