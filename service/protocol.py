@@ -161,6 +161,7 @@ SchedulerToApi = Reply | Events
 class AttemptRef(msgspec.Struct, frozen=True, gc=False):
     job_id: str
     attempt: int
+    pid: int = 0  # its worker's, when one runs it: a scheduler that restarted before writing it learns it
 
 
 class SupervisorHello(Message):

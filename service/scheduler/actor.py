@@ -409,6 +409,11 @@ class SchedulerActor:
                 self.supervisor = client
                 attempts = [(ref.job_id, ref.attempt) for ref in running]
                 self.core.supervisor_ready_with(attempts, now, message.instance or None)
+                # Worker pids again: one deferred for its commit is lost if this scheduler's predecessor
+                # stopped first (writing a known pid again changes nothing).
+                for ref in running:
+                    if ref.pid and self.core.attempt_started(ref.job_id, ref.attempt):
+                        self._defer_pid(ref.job_id, ref.attempt, ref.pid)
                 log.info("supervisor %d connected with %d running attempts", message.pid, len(running))
             case SupervisorStopping():
                 self.core.supervisor_lost()
@@ -445,6 +450,11 @@ class SchedulerActor:
         self.deferred_logs.append(line)
         if pid is not None:
             self.deferred_pids.append(pid)
+
+    def _defer_pid(self, job_id: str, attempt: int, pid: int) -> None:
+        if self.deferred_since is None:
+            self.deferred_since = time.monotonic()
+        self.deferred_pids.append((job_id, attempt, pid))
 
     def _take_deferred(self, turn: Turn, commit_anyway: bool) -> None:
         """Hand the deferred writes to this turn if it commits anyway, or if they have waited long enough."""

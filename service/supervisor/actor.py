@@ -204,8 +204,9 @@ class Supervisor:
         self.conn_frames = FrameBuffer(SchedulerToSupervisor)
         # Attempts still running, and those that ended but whose report is not yet acknowledged: the
         # reports follow this Hello, so the scheduler must not declare those attempts lost.
-        owned = [*self.busy, *self.waiting, *((r.job_id, r.attempt) for r in self.outbox.values())]
-        running = [AttemptRef(job_id, attempt) for job_id, attempt in owned]
+        running = [AttemptRef(job_id, attempt, w.pid) for (job_id, attempt), w in self.busy.items()]
+        running += [AttemptRef(job_id, attempt) for job_id, attempt in self.waiting]
+        running += [AttemptRef(r.job_id, r.attempt) for r in self.outbox.values()]
         self._send(SupervisorHello(self.pid, running, self.instance))
         for seq in sorted(self.outbox):
             self._send(self.outbox[seq])

@@ -311,3 +311,21 @@ def test_a_killed_attempt_leaves_no_process_of_its_handler_behind(service: Servi
         done = service.wait_status(job["job_id"], "failed")
         assert [a["outcome"] for a in done["attempts"]] == ["timed_out"]
     wait_until(lambda: _gone(child), timeout=10, what=f"sleep 300 (pid {child}) to end with its attempt")
+
+
+def test_a_scheduler_killed_before_writing_a_worker_pid_learns_it_from_the_supervisor(
+    service: Service, tmp_path: Path
+) -> None:
+    """The worker pid reaches the database with the next commit (up to 50 ms later). A scheduler killed
+    in between would leave it unknown for good; its successor learns it from the supervisor's Hello."""
+    release = tmp_path / "release"
+    job = service.submit(type="long_running", payload={"duration_seconds": 0, "release_file": str(release)})
+    scheduler = service.actor_pids()["scheduler"]
+    wait_until(lambda: service.job(job["job_id"])["status"] == "running", interval=0.001, what="running")
+    os.kill(scheduler, signal.SIGKILL)  # most often before the pid's commit
+    wait_until(lambda: service.actor_pids().get("scheduler") not in (None, scheduler), what="a new scheduler")
+    pid = wait_until(lambda: service.job(job["job_id"])["attempts"][0]["worker_pid"], timeout=10, what="the pid")
+    assert " ".join(psutil.Process(pid).cmdline()).startswith(f"taskq: worker {job['job_id']}")
+    release.touch()
+    done = service.wait_status(job["job_id"], "succeeded")
+    assert [(a["outcome"], a["worker_pid"]) for a in done["attempts"]] == [("succeeded", pid)]
