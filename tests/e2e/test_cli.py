@@ -192,9 +192,11 @@ def stop(process: subprocess.Popen[Any]) -> None:
     process.wait(10)
 
 
-def test_watch_json_prints_one_event_per_line(shared: Service) -> None:
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "lines"])
+def test_watch_prints_one_event_per_line_when_not_on_a_terminal(shared: Service, as_json: bool) -> None:
+    job_type = "notification" if as_json else "processing"
     watch = subprocess.Popen(
-        [sys.executable, "-m", "service", "watch", "--type", "notification", "--json"],
+        [sys.executable, "-m", "service", "watch", "--type", job_type, *(["--json"] if as_json else [])],
         cwd=ROOT,
         env=cli_env(shared.base_url),
         stdout=subprocess.PIPE,
@@ -205,20 +207,23 @@ def test_watch_json_prints_one_event_per_line(shared: Service) -> None:
         lines = Lines(watch.stdout)
         submitted: list[str] = []
 
-        def saw_one() -> list[dict[str, Any]]:
+        def saw_one() -> list[str]:
             # The stream starts from "now": keep submitting until one submit lands after it is open.
-            submitted.append(shared.submit(type="notification", run_at=LATER, job_id=unique("cli-watch"))["job_id"])
-            return [e for e in map(json.loads, lines.drain()) if e["job_id"] in submitted]
+            submitted.append(shared.submit(type=job_type, run_at=LATER, job_id=unique("cli-watch"))["job_id"])
+            return [line for line in lines.drain() if any(job_id in line for job_id in submitted)]
 
-        events = wait_until(saw_one, timeout=20, interval=0.2, what="an event line from taskq watch --json")
-        assert events[0]["type"] == "notification"
-        assert events[0]["status"] == "scheduled"
-        assert isinstance(events[0]["seq"], int)
+        seen = wait_until(saw_one, timeout=20, interval=0.2, what="an event line from taskq watch")
+        if as_json:
+            event = json.loads(seen[0])
+            assert (event["type"], event["status"], event["event"]) == (job_type, "scheduled", "submitted")
+            assert isinstance(event["seq"], int)
+        else:
+            assert f" {job_type} submitted -> scheduled" in seen[0], seen
     finally:
         stop(watch)
-        assert watch.stderr is not None
-        watch.stdout and watch.stdout.close()
-        watch.stderr.close()
+        for stream in (watch.stdout, watch.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def test_watch_on_a_terminal_draws_a_table_of_jobs(shared: Service) -> None:
