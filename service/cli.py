@@ -1,4 +1,6 @@
-"""`taskq serve` (the root supervisor), `taskq migrate` and `taskq keys` (create, list, revoke API keys)."""
+"""`taskq serve` (the root supervisor), `taskq migrate` and `taskq keys` (create, list, revoke API keys),
+and the client commands of `service.client_commands` (submit, get, list, logs, ... against a running
+service), which need none of the service's settings."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from service import client_commands
 from service import settings as settings_module
 
 T = TypeVar("T")
@@ -28,7 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     key_commands.add_parser("list", help="list the keys (never their secrets)")
     revoke = key_commands.add_parser("revoke", help="revoke a key: every node refuses it within a second")
     revoke.add_argument("key_id")
+    client_commands.add_parsers(commands)
     args = parser.parse_args(argv)
+    if args.command in client_commands.COMMANDS:
+        return client_commands.run(args)
     try:
         settings = settings_module.load()
     except settings_module.SettingsError as exc:
