@@ -86,7 +86,12 @@ def http_problem(exc: HTTPException) -> Problem:
         ]
         if errors:
             detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return problem_parts(exc.status_code, _title(exc.status_code), detail, errors=errors)
+    status, body, headers = problem_parts(exc.status_code, _title(exc.status_code), detail, errors=errors)
+    if exc.headers:  # what Litestar attached to its own answer, e.g. a 405's `Allow` (RFC 9110 requires it)
+        headers = {**(headers or {}), **exc.headers}
+        if exc.status_code == 405 and "allow" in exc.headers:
+            body["detail"] = f"this route allows {exc.headers['allow']}"
+    return status, body, headers
 
 
 def unexpected_problem(exc: Exception, method: str, path: str) -> Problem:

@@ -296,3 +296,12 @@ def test_a_body_that_is_not_declared_json_is_a_415_and_creates_nothing(
 def test_json_with_its_charset_or_a_json_suffix_type_is_accepted(service: Service, content_type: str) -> None:
     response = service.http.post("/jobs", content=b'{"type": "quick_task"}', headers={"content-type": content_type})
     assert response.status_code == 201, response.text
+
+
+def test_a_method_a_route_does_not_have_is_405_with_allow(shared_service: Service) -> None:
+    for method, path, allowed in (("PUT", "/jobs", {"GET", "POST"}), ("DELETE", "/stats", {"GET"})):
+        response = shared_service.http.request(method, path)
+        assert response.status_code == 405, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert allowed <= {m.strip() for m in response.headers["allow"].split(",")}
+        assert "allows" in response.json()["detail"]
