@@ -160,9 +160,9 @@ def free_port() -> int:
 class Service:
     """A running `taskq serve` process tree and an HTTP client for it."""
 
-    def __init__(self, database_url: str, log_path: Path, env: dict[str, str]) -> None:
+    def __init__(self, database_url: str, log_path: Path, env: dict[str, str], port: int | None = None) -> None:
         self.database_url = database_url
-        self.port = free_port()
+        self.port = port or free_port()  # a given port: a restarted service where clients expect the old one
         self.log_path = log_path
         # Nothing of the developer's own taskq configuration leaks in (a TASKQ_CPU_UNITS or TASKQ_AUTH in the
         # shell would change what every test means); each test states the settings it depends on.
@@ -275,10 +275,12 @@ def service_factory(pg: PgServer, tmp_path: Path, request: pytest.FixtureRequest
     started: list[Service] = []
     request.node.taskq_services = started  # for pytest_runtest_makereport
 
-    def make(database_url: str | None = None, *, embedded: bool = False, **env: str) -> Service:
+    def make(
+        database_url: str | None = None, *, embedded: bool = False, port: int | None = None, **env: str
+    ) -> Service:
         """`embedded=True`: no TASKQ_DATABASE_URL, so the service starts its own PostgreSQL (in TASKQ_DATA_DIR)."""
         url = "" if embedded else (database_url or pg.fresh_database())
-        service = Service(url, tmp_path / f"service{len(started)}.log", env)
+        service = Service(url, tmp_path / f"service{len(started)}.log", env, port)
         started.append(service)
         return service
 

@@ -7,13 +7,14 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import taskq
 import websockets.sync.client
 
-from tests.conftest import Service
+from tests.conftest import Service, wait_until
 from tests.e2e.client_kinds import make_client
 
 LATER = datetime(2999, 1, 1, tzinfo=UTC)
@@ -130,3 +131,33 @@ def test_submits_over_the_rate_limit_are_too_many_requests(service_factory: Call
         assert "TASKQ_RATE_LIMIT_SUBMIT" in caught.value.detail
     finally:
         close()
+
+
+def test_wait_returns_across_a_restart_of_the_service(service_factory: Callable[..., Service], tmp_path: Path) -> None:
+    """The stream goes away with the service, reconnects fail while it is down, and `wait` carries on
+    (polling, then the stream again) until the restarted service runs the job to its end."""
+    first = service_factory(TASKQ_SHUTDOWN_GRACE_SECONDS="0.5").start()
+    release = tmp_path / "release"
+    with taskq.Client(first.base_url) as client:
+        job = client.submit("long_running", {"duration_seconds": 0, "release_file": str(release)})
+        outcome: dict[str, Any] = {}
+
+        def waiter() -> None:
+            try:
+                outcome["job"] = client.wait(job.job_id, timeout=90)
+            except BaseException as exc:  # reported by the assertion below, not lost in the thread
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        wait_until(lambda: client.get(job.job_id).status == "running", what="running")
+        assert first.stop() == 0  # the grace ends first: the attempt is interrupted, the job goes back in line
+        second = service_factory(first.database_url, port=first.port, TASKQ_SHUTDOWN_GRACE_SECONDS="0.5").start()
+        release.touch()
+        thread.join(90)
+        assert not thread.is_alive()
+        assert "error" not in outcome, outcome
+        done = outcome["job"]
+        assert done.status == "succeeded"
+        assert [a.outcome for a in done.attempts] == ["interrupted", "succeeded"]
+        assert second.job(job.job_id)["status"] == "succeeded"
