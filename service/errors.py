@@ -11,6 +11,7 @@ class TaskqError(Exception):
 
     status_code: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
+    retry_after_seconds: int | None = None  # sent as Retry-After when set
 
     def __init__(self, detail: str | None = None, *, errors: list[dict[str, str]] | None = None) -> None:
         self.detail = detail or (self.__doc__ or self.title).strip()

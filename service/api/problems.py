@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from service.errors import ServiceUnavailable, TaskqError, TooManyRequests, Unauthenticated
+from service.errors import TaskqError, Unauthenticated
 from service.store.errors import DatabaseUnavailable, is_transient
 
 log = logging.getLogger("taskq.api")
@@ -63,9 +63,8 @@ def problem_of(exc: Exception, method: str, path: str) -> Problem:
 
 
 def taskq_problem(exc: TaskqError) -> Problem:
-    retry_after = exc.retry_after_seconds if isinstance(exc, ServiceUnavailable | TooManyRequests) else None
     status, body, headers = problem_parts(
-        exc.status_code, exc.title, exc.detail, errors=exc.errors, retry_after=retry_after
+        exc.status_code, exc.title, exc.detail, errors=exc.errors, retry_after=exc.retry_after_seconds
     )
     if isinstance(exc, Unauthenticated):  # RFC 9110 requires the challenge on every 401
         headers = {**(headers or {}), "WWW-Authenticate": exc.challenge}

@@ -449,7 +449,7 @@ class SchedulerActor:
             self.deferred_since = time.monotonic()
         self.deferred_logs.append(line)
         if pid is not None:
-            self.deferred_pids.append(pid)
+            self._defer_pid(*pid)
 
     def _defer_pid(self, job_id: str, attempt: int, pid: int) -> None:
         if self.deferred_since is None:

@@ -483,10 +483,9 @@ async def apply_turn(
         [o[0] for o in opened],
         [o[1] for o in opened],
         [o[2] for o in opened],
-        *_columns(jobs, JobChange)[:9],  # $10-$18; the tenth column comes last, as $35
+        *_columns(jobs, JobChange),
         *_columns(logs, LogRow),
         *([getattr(e, name) for e in events] for name in _EVENT_FIELDS),
-        [j.dispatched_to for j in jobs],
     )
     return [StartedJob(r["job_id"], r["type"], r["payload"]) for r in records]
 

@@ -218,7 +218,7 @@ moved AS (
         started_at = CASE WHEN s.started THEN to_timestamp(s.at) ELSE j.started_at END,
         dispatched_to = CASE WHEN s.started THEN s.dispatched_to ELSE j.dispatched_to END
     FROM unnest($10::text[], $11::text[], $12::float8[], $13::text[], $14::text[], $15::float8[], $16::int[],
-                $17::int[], $18::bool[], $35::text[])
+                $17::int[], $18::bool[], $19::text[])
          AS s(job_id, status, at, error, result, next_run_at, charged, attempt, started, dispatched_to)
     WHERE j.job_id = s.job_id
     RETURNING j.job_id, j.type, j.payload::text AS payload, s.started
@@ -226,7 +226,7 @@ moved AS (
 logged AS (
     INSERT INTO job_logs (job_id, attempt, at, level, event, message, data)
     SELECT l.job_id, l.attempt, to_timestamp(l.at), l.level, l.event, l.message, l.data::jsonb
-    FROM unnest($19::text[], $20::int[], $21::float8[], $22::text[], $23::text[], $24::text[], $25::text[])
+    FROM unnest($20::text[], $21::int[], $22::float8[], $23::text[], $24::text[], $25::text[], $26::text[])
          AS l(job_id, attempt, at, level, event, message, data)
     RETURNING 1
 ),
@@ -234,8 +234,8 @@ evented AS (
     INSERT INTO job_events (seq, at, job_id, type, priority, status, event, attempt, error)
     SELECT e.seq, to_timestamp(e.at), e.job_id, e.type, e.priority::job_priority, e.status::job_status, e.event,
            e.attempt, e.error
-    FROM unnest($26::bigint[], $27::float8[], $28::text[], $29::text[], $30::text[], $31::text[], $32::text[],
-                $33::int[], $34::text[]) AS e(seq, at, job_id, type, priority, status, event, attempt, error)
+    FROM unnest($27::bigint[], $28::float8[], $29::text[], $30::text[], $31::text[], $32::text[], $33::text[],
+                $34::int[], $35::text[]) AS e(seq, at, job_id, type, priority, status, event, attempt, error)
     RETURNING 1
 )
 SELECT job_id, type, payload FROM moved WHERE started;
