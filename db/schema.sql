@@ -112,10 +112,23 @@ CREATE TABLE public.attempts (
     outcome public.attempt_outcome,
     error text,
     worker_pid integer,
+    node text,
     CONSTRAINT attempts_attempt_check CHECK ((attempt >= 1)),
     CONSTRAINT outcome_iff_finished CHECK (((outcome IS NULL) = (finished_at IS NULL)))
 )
 WITH (fillfactor='80');
+
+
+--
+-- Name: cluster_nodes; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.cluster_nodes (
+    name text NOT NULL,
+    clustered boolean NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_seen timestamp with time zone DEFAULT now() NOT NULL
+);
 
 
 --
@@ -210,6 +223,7 @@ CREATE TABLE public.jobs (
     attempts_charged integer DEFAULT 0 NOT NULL,
     terminal_status public.job_status,
     dispatched_to text,
+    node text,
     CONSTRAINT finished_iff_terminal CHECK (((finished_at IS NOT NULL) = (status = ANY (ARRAY['succeeded'::public.job_status, 'failed'::public.job_status, 'cancelled'::public.job_status, 'upstream_failed'::public.job_status])))),
     CONSTRAINT jobs_attempt_count_check CHECK ((attempt_count >= 0)),
     CONSTRAINT jobs_attempts_charged_check CHECK ((attempts_charged >= 0)),
@@ -269,8 +283,24 @@ CREATE VIEW public.scheduler_jobs AS
     (EXTRACT(epoch FROM ready_at))::double precision AS ready_at,
     (EXTRACT(epoch FROM started_at))::double precision AS started_at,
     (finished_at IS NULL) AS live,
-    dispatched_to
+    dispatched_to,
+    node
    FROM public.jobs;
+
+
+--
+-- Name: scheduler_lease; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.scheduler_lease (
+    id smallint NOT NULL,
+    term bigint NOT NULL,
+    holder text,
+    address text,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT scheduler_lease_id_check CHECK ((id = 1)),
+    CONSTRAINT scheduler_lease_term_check CHECK ((term >= 0))
+);
 
 
 --
@@ -296,6 +326,14 @@ ALTER TABLE ONLY public.api_keys
 
 ALTER TABLE ONLY public.attempts
     ADD CONSTRAINT attempts_pkey PRIMARY KEY (job_id, attempt);
+
+
+--
+-- Name: cluster_nodes cluster_nodes_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.cluster_nodes
+    ADD CONSTRAINT cluster_nodes_pkey PRIMARY KEY (name);
 
 
 --
@@ -336,6 +374,14 @@ ALTER TABLE ONLY public.jobs
 
 ALTER TABLE ONLY public.jobs
     ADD CONSTRAINT jobs_seq_key UNIQUE (seq);
+
+
+--
+-- Name: scheduler_lease scheduler_lease_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.scheduler_lease
+    ADD CONSTRAINT scheduler_lease_pkey PRIMARY KEY (id);
 
 
 --
@@ -423,4 +469,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261204000007'),
     ('20261205000008'),
     ('20261205000009'),
-    ('20261205000010');
+    ('20261205000010'),
+    ('20261206000001');

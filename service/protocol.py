@@ -33,6 +33,20 @@ class Message(msgspec.Struct, tag=True, tag_field="kind"):
 class ApiHello(Message):
     pid: int
     restarts: int = 0  # how often the root restarted this actor (a metric)
+    node: str = ""  # the node it runs on
+
+
+class NodeInfo(msgspec.Struct, gc=False):
+    """One executor node as the leader sees it (GET /stats `nodes`)."""
+
+    name: str
+    leader: bool
+    connected: bool
+    draining: bool
+    capacity: dict[str, int]
+    in_use: dict[str, int]
+    running: int
+    last_seen: float  # epoch seconds of its last message
 
 
 class NewJob(msgspec.Struct, gc=False):
@@ -115,6 +129,9 @@ class Reply(Message):
     counts: dict[str, int] = {}  # answer to StatsQuery: jobs by status
     in_use: dict[str, int] = {}  # answer to StatsQuery: resources held by running attempts
     live_jobs: int | None = None  # with a Submitted's answer: jobs waiting or running now
+    capacity: dict[str, int] = {}  # answer to StatsQuery: the cluster's total (the node's, when single)
+    nodes: list[NodeInfo] | None = None  # answer to StatsQuery in a cluster: one entry per executor node
+    leader: str | None = None  # answer to StatsQuery and HealthQuery: the node whose scheduler leads
 
 
 ApiToScheduler = (
@@ -150,6 +167,9 @@ class Events(Message):
 
     events: list[JobEvent]
     live_jobs: int | None = None  # jobs waiting or running after the turn (the API's TASKQ_MAX_LIVE_JOBS check)
+    # The largest CPU units and memory one node of the cluster offers: a job needing more can never run
+    # (a 422 at submit). Sent when it changes, and in the first Events of a link.
+    largest_node: list[int] | None = None
 
 
 SchedulerToApi = Reply | Events
@@ -173,6 +193,10 @@ class SupervisorHello(Message):
     # This supervisor process's identity, new at each start (a pid may be reused): a start sent to it
     # that it does not own never reached it (see SchedulerCore.supervisor_ready_with).
     instance: str = ""
+    node: str = ""  # the node it runs on: its name in the cluster
+    # What its node offers to jobs; 0 in a single node, where the scheduler's own settings say it.
+    cpu_units: int = 0
+    memory_mb: int = 0
 
 
 class SupervisorStats(Message):
@@ -182,6 +206,9 @@ class SupervisorStats(Message):
     spares: int
     busy: int
     restarts: int
+    # The supervisor's monotonic clock when it sent this, echoed in the `Ack` that answers it: the
+    # executor's lease runs from this moment (see `Ack.lease`).
+    sent_at: float = 0.0
 
 
 class SupervisorStopping(Message):
@@ -222,16 +249,24 @@ class RunJob(Message):
     payload: dict[str, Any]
     timeout_seconds: float | None
     memory_mb: int
+    term: int = 0  # the leader's term (epoch): an executor refuses one older than the newest it has seen
 
 
 class KillJob(Message):
     job_id: str
     attempt: int
     outcome: Outcome  # cancelled, interrupted or timed_out: what the attempt will be recorded as
+    term: int = 0
 
 
 class Ack(Message):
     seqs: list[int]
+    term: int = 0
+    # The answer to a `SupervisorStats` in a cluster: the executor may keep running its attempts until
+    # `echo` (its own `sent_at`) plus `lease` seconds, and must kill them itself once that has passed
+    # without a newer answer. 0: no lease (a single node).
+    echo: float = 0.0
+    lease: float = 0.0
 
 
 SupervisorToScheduler = (

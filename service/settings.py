@@ -10,6 +10,7 @@ import keyword
 import math
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,28 @@ class Settings(msgspec.Struct, frozen=True):
     auth: str
     bootstrap_key: Secret | None
     allowed_origins: tuple[str, ...]
+    cluster_secret: Secret | None
+    node_name: str | None
+    cluster_port: int
+    advertise_host: str
+    leader_lease_seconds: float
+
+    @property
+    def clustered(self) -> bool:
+        return self.cluster_secret is not None
+
+    @property
+    def node(self) -> str:
+        """This node's name in the cluster (and on its attempts): TASKQ_NODE_NAME, or host name and port."""
+        return self.node_name or f"{socket.gethostname()}:{self.port}"
+
+    @property
+    def executor_lease_seconds(self) -> float:
+        """How long an executor keeps running its attempts without hearing from a scheduler. Longer than a
+        leader failover (a lease, then a second to notice and take it, then a reconnect), so that a change
+        of leader never costs a running job; a scheduler re-dispatches a silent node's attempts only after
+        this plus the kill grace (ARCHITECTURE.md, "Cluster")."""
+        return 2 * self.leader_lease_seconds + 2.0
 
 
 class Secret:
@@ -193,6 +216,24 @@ def _bootstrap_key(raw: str) -> Secret | None:
     if any(c.isspace() or not c.isprintable() for c in value):
         raise ValueError
     return Secret(value)
+
+
+def _cluster_secret(raw: str) -> Secret | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if len(value) < 32 or any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError
+    return Secret(value)
+
+
+def _node_name(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", value):
+        raise ValueError
+    return value
 
 
 def _origins(raw: str) -> tuple[str, ...]:
@@ -362,6 +403,42 @@ SETTINGS: tuple[Setting, ...] = (
         "comma-separated browser origins allowed besides the same origin (WebSocket and unsafe methods)",
         _origins,
         "comma-separated origins such as https://ops.example.com",
+    ),
+    Setting(
+        "cluster_secret",
+        "",
+        "shared secret of a cluster: nodes on one database with the same secret form one cluster; unset: a"
+        " single node, and a second node on the same database is refused",
+        _cluster_secret,
+        "a secret of at least 32 printable characters, or empty",
+    ),
+    Setting(
+        "node_name",
+        "",
+        "this node's name in the cluster (shown on attempts and in /stats); default: host name and port",
+        _node_name,
+        "1-64 characters of letters, digits, '.', '_', ':' or '-'",
+    ),
+    Setting(
+        "cluster_port",
+        "0",
+        "TCP port for links from other nodes (the scheduler listens on it while it leads); 0: any free port",
+        _integer(0, 65535),
+        "an integer 0-65535",
+    ),
+    Setting(
+        "advertise_host",
+        "127.0.0.1",
+        "the address other nodes reach this node's cluster port at",
+        _text,
+        "a host name or address",
+    ),
+    Setting(
+        "leader_lease_seconds",
+        "5",
+        "the scheduler leader's lease in PostgreSQL: renewed every second, taken over after this long unrenewed",
+        _number(1, 600),
+        "a number 1-600",
     ),
 )
 

@@ -40,6 +40,11 @@ def test_an_empty_environment_loads_every_default() -> None:
         auth="auto",
         bootstrap_key=None,
         allowed_origins=(),
+        cluster_secret=None,
+        node_name=None,
+        cluster_port=0,
+        advertise_host="127.0.0.1",
+        leader_lease_seconds=5.0,
     )
 
 
