@@ -71,6 +71,27 @@ CREATE FUNCTION public.submission_log_lines(text, public.job_status, text, times
 $_$;
 
 
+--
+-- Name: taskq_fence(bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.taskq_fence(expected bigint) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF expected IS NULL THEN
+        RETURN true;
+    END IF;
+    PERFORM 1 FROM scheduler_lease WHERE id = 1 AND term = expected FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'scheduler term % was fenced off: another scheduler took the lease', expected
+            USING ERRCODE = 'TQF01';
+    END IF;
+    RETURN true;
+END
+$$;
+
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;

@@ -45,6 +45,10 @@ class KeysRequired(RuntimeError):
     """Bound beyond loopback with no key to check: the service would be open to the network."""
 
 
+class NodeRefused(RuntimeError):
+    """Another node runs on this database and the two cannot work together (no shared cluster secret)."""
+
+
 class RestartIntensityExceeded(RuntimeError):
     """A child kept dying: the service stops rather than crash-loop."""
 
@@ -88,12 +92,13 @@ class RootSupervisor:
                 return 0
             migrate(url)
             self._check_auth(url)
+            self._check_nodes(url)
             self.runtime_dir = tempfile.mkdtemp(prefix="taskq-")
             self._start_children(url)
             self._watch()
             self._drain()
             return 0
-        except KeysRequired as exc:
+        except (KeysRequired, NodeRefused) as exc:
             log.error("%s", exc)
             return 2
         except RestartIntensityExceeded as exc:
@@ -189,6 +194,32 @@ class RootSupervisor:
                 "TASKQ_BOOTSTRAP_KEY, create one with `taskq keys create`, or set TASKQ_AUTH=off explicitly"
             )
 
+    def _check_nodes(self, url: str) -> None:
+        """Two nodes on one database either form a cluster (the same TASKQ_CLUSTER_SECRET) or must not
+        both run: two single nodes would each believe they own every job."""
+        settings = self.settings
+        within = max(3.0, 2 * settings.leader_lease_seconds)
+        # A node seen lately may be one that was just killed (and this is its restart under another name):
+        # it is refused only if it is still heard from once a whole window has passed.
+        deadline = time.monotonic() + within + 1.0
+        while True:
+            others = _other_live_nodes(url, settings.node, within)
+            conflict = others if not settings.clustered else [o for o in others if not o[1]]
+            if not conflict or time.monotonic() >= deadline or self.stop_signals:
+                break
+            time.sleep(0.5)
+        if not settings.clustered and others:
+            raise NodeRefused(
+                f"another taskq node ({', '.join(name for name, _ in others)}) runs on this database: set the same "
+                "TASKQ_CLUSTER_SECRET on every node to run them as one cluster, or use another database"
+            )
+        singles = [name for name, clustered in others if not clustered]
+        if settings.clustered and singles:
+            raise NodeRefused(
+                f"a single taskq node without TASKQ_CLUSTER_SECRET ({', '.join(singles)}) runs on this database: "
+                "stop it, or give it the cluster's secret"
+            )
+
     def _start_children(self, url: str) -> None:
         from service.api import server
         from service.scheduler import actor as scheduler
@@ -265,6 +296,9 @@ class RootSupervisor:
         exits by itself once nothing runs: that is the "drained" event. A second signal ends the grace now.
         """
         by_name = {c.name: c for c in self.children}
+        if self.settings.clustered:
+            self._drain_node(by_name)
+            return
         scheduler = by_name.get("scheduler")
         if scheduler is None or scheduler.process is None or not scheduler.process.is_alive():
             return
@@ -290,6 +324,35 @@ class RootSupervisor:
         else:
             log.info("drained")
 
+    def _drain_node(self, by_name: dict[str, ChildSpec]) -> None:
+        """In a cluster, a drain is this node's only: the API refuses new jobs, the supervisor tells the
+        leader to place nothing more here, lets its running attempts finish within the grace, interrupts
+        the rest (back in line, uncharged) and exits once the leader has acknowledged every report: that
+        exit is the "drained" event. The other nodes go on; if this node's scheduler leads, it hands the
+        lease over when the root stops it afterwards (instead of letting it expire)."""
+        supervisor = by_name.get("supervisor")
+        if supervisor is None or supervisor.process is None or not supervisor.process.is_alive():
+            return
+        for name in ("api", "supervisor"):
+            process = by_name[name].process
+            if process is not None and process.pid is not None and process.is_alive():
+                os.kill(process.pid, signal.SIGUSR1)
+        log.info("draining this node: its running jobs get up to %.0fs", self.settings.shutdown_grace_seconds)
+        deadline = time.monotonic() + self.settings.shutdown_grace_seconds + self.settings.kill_grace_seconds + 10
+        signals_seen = 1
+        while supervisor.process.is_alive() and time.monotonic() < deadline:
+            multiprocessing.connection.wait([supervisor.process.sentinel, self._wake_r], timeout=1.0)
+            self._drain_wakeups()
+            if self.stop_signals > signals_seen and supervisor.process.pid is not None:
+                signals_seen = self.stop_signals
+                log.info("second signal: interrupting this node's running jobs now")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(supervisor.process.pid, signal.SIGTERM)
+        if supervisor.process.is_alive():
+            log.warning("the supervisor did not drain in time; stopping it")
+        else:
+            log.info("drained")
+
     def _drain_wakeups(self) -> None:
         try:
             while self._wake_r.recv(512):
@@ -308,6 +371,23 @@ class RootSupervisor:
                 log.warning("%s did not stop within %.0fs; killing it", child.name, child.shutdown_grace)
                 process.kill()
                 process.join(5)
+
+
+def _other_live_nodes(url: str, node: str, within: float) -> list[tuple[str, bool]]:
+    import asyncio
+
+    import asyncpg
+
+    from service.store import gateway
+
+    async def ask() -> list[tuple[str, bool]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return await gateway.other_live_nodes(conn, node, within)
+        finally:
+            await conn.close()
+
+    return asyncio.run(ask())
 
 
 def _any_api_key(url: str) -> bool:

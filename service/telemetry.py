@@ -115,8 +115,8 @@ CATALOGUE: tuple[Metric, ...] = (
         "taskq_scheduler_commit_duration", "histogram", "s", (), "the scheduler's one transaction per turn", "scheduler"
     ),
     Metric("taskq_actor_restarts", "gauge", "{restart}", ("actor",), "times the root restarted an actor", "scheduler"),
-    Metric("taskq_worker_forks", "gauge", "{process}", (), "workers forked by the zygote", "scheduler"),
-    Metric("taskq_spare_workers", "gauge", "{process}", (), "pre-forked idle workers ready", "scheduler"),
+    Metric("taskq_worker_forks", "gauge", "{process}", ("node",), "workers forked by the zygote", "scheduler"),
+    Metric("taskq_spare_workers", "gauge", "{process}", ("node",), "pre-forked idle workers ready", "scheduler"),
 )
 
 BY_NAME = {metric.name: metric for metric in CATALOGUE}

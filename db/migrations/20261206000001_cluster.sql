@@ -12,6 +12,26 @@ CREATE TABLE scheduler_lease (
 );
 INSERT INTO scheduler_lease (id, term, holder, address, expires_at) VALUES (1, 0, NULL, NULL, '-infinity');
 
+-- The fence of a leader's turn: called once by apply_turn. NULL (a single node, which holds the advisory
+-- lock instead) passes. Otherwise the lease row must still carry the caller's term; the row is locked
+-- FOR SHARE until the turn commits, so a takeover (an UPDATE of the row) waits for the turn, and a turn
+-- after a takeover raises and writes nothing. PL/pgSQL takes a fresh snapshot for the PERFORM, so a
+-- takeover committed while the turn's statement started is seen.
+CREATE FUNCTION taskq_fence(expected bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF expected IS NULL THEN
+        RETURN true;
+    END IF;
+    PERFORM 1 FROM scheduler_lease WHERE id = 1 AND term = expected FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'scheduler term % was fenced off: another scheduler took the lease', expected
+            USING ERRCODE = 'TQF01';
+    END IF;
+    RETURN true;
+END
+$$;
+
 -- Every node that runs on this database, renewed every second by its scheduler process: a single node
 -- (no cluster secret) refuses to start beside another live node, and /stats can name the nodes.
 CREATE TABLE cluster_nodes (
@@ -58,4 +78,5 @@ FROM jobs;
 ALTER TABLE jobs DROP COLUMN node;
 ALTER TABLE attempts DROP COLUMN node;
 DROP TABLE cluster_nodes;
+DROP FUNCTION taskq_fence(bigint);
 DROP TABLE scheduler_lease;

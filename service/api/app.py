@@ -32,13 +32,14 @@ from service.api.schemas import (
     JobSubmission,
     JobView,
     LogLine,
+    NodeView,
     ResourceRequirements,
     Stats,
     require_json,
 )
 from service.api.stream import EventHub, job_stream
 from service.api.submit import SubmitBatcher, timestamp
-from service.api.views import decode_object, job_page, load_job, pool_of, with_timestamps
+from service.api.views import decode_object, job_page, load_job, node_view, pool_of, with_timestamps
 from service.errors import JobNotCancellable, JobNotFound, JobNotRetryable, TaskqError
 from service.model import Resources, Status
 from service.protocol import CancelRequest, ExplainQuery, HealthQuery, MetricsQuery, RedriveRequest, StatsQuery
@@ -217,19 +218,27 @@ async def stats(state: State) -> Stats:
     from the database (which counts the table: slower as history grows)."""
     settings: Settings = state.settings
     link: SchedulerLink = state.link
+    capacity = ResourceRequirements(settings.cpu_units, settings.memory_mb)
+    nodes: list[NodeView] | None = None
+    leader: str | None = None
     try:
         reply = await link.request(lambda rid: StatsQuery(rid), timeout=2.0)
         counts, running = reply.counts, (reply.in_use["cpu_units"], reply.in_use["memory_mb"])
+        if reply.capacity:
+            capacity = ResourceRequirements(reply.capacity["cpu_units"], reply.capacity["memory_mb"])
+        nodes = None if reply.nodes is None else [node_view(n) for n in reply.nodes]
+        leader = reply.leader
     except TaskqError:
         pool = pool_of(state)
         counts = await gateway.count_by_status(pool)
         running = await gateway.running_resources(pool)
-    capacity = ResourceRequirements(settings.cpu_units, settings.memory_mb)
     return Stats(
         capacity=capacity,
         resources_in_use=ResourceRequirements(running[0], running[1]),
         resources_free=ResourceRequirements(capacity.cpu_units - running[0], capacity.memory_mb - running[1]),
         jobs_by_status={s.value: counts.get(s.value, 0) for s in Status},
+        leader=leader,
+        nodes=nodes,
     )
 
 
@@ -295,14 +304,20 @@ def create_app(settings: Settings, database_url: str, scheduler_socket: str, res
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         handlers.load(settings.handlers)
         pool = await gateway.connect_pool(database_url, min_size=2, max_size=10)
-        link = SchedulerLink(scheduler_socket, hub.publish, restarts)
+        own = Resources(settings.cpu_units, settings.memory_mb)
+        app.state.update(capacity=own)
+
+        def largest_node(largest: list[int]) -> None:
+            # In a cluster a job may need more than this node offers, as long as some node offers it.
+            app.state.update(capacity=Resources(max(own.cpu_units, largest[0]), max(own.memory_mb, largest[1])))
+
+        link = SchedulerLink(scheduler_socket, hub.publish, restarts, node=settings.node, on_largest_node=largest_node)
         link.start()
         batcher = SubmitBatcher(pool, link, settings.default_timeout_seconds, telemetry)
         batcher.start()
         await keyring.start(pool)  # before the first request: until it answers, keys are required
         app.state.update(
             settings=settings,
-            capacity=Resources(settings.cpu_units, settings.memory_mb),
             pool=pool,
             link=link,
             batcher=batcher,

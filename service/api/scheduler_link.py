@@ -24,10 +24,20 @@ REQUEST_TIMEOUT_SECONDS = 5.0
 
 
 class SchedulerLink:
-    def __init__(self, socket_path: str, on_events: Callable[[list[JobEvent]], None], restarts: int = 0) -> None:
+    def __init__(
+        self,
+        socket_path: str,
+        on_events: Callable[[list[JobEvent]], None],
+        restarts: int = 0,
+        *,
+        node: str = "",
+        on_largest_node: Callable[[list[int]], None] | None = None,
+    ) -> None:
         self.socket_path = socket_path
         self.restarts = restarts
+        self.node = node
         self.on_events = on_events
+        self.on_largest_node = on_largest_node
         self._channel: AsyncChannel[SchedulerToApi] | None = None
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._ids = itertools.count(1)
@@ -83,7 +93,7 @@ class SchedulerLink:
                 continue
             delay = 0.05
             try:
-                channel.send(ApiHello(os.getpid(), self.restarts))
+                channel.send(ApiHello(os.getpid(), self.restarts, self.node))
                 self._channel = channel
                 self._connected.set()
                 while True:
@@ -91,6 +101,8 @@ class SchedulerLink:
                         if message.live_jobs is not None:
                             self.live_jobs = message.live_jobs
                         if isinstance(message, Events):
+                            if message.largest_node is not None and self.on_largest_node is not None:
+                                self.on_largest_node(message.largest_node)
                             if message.events:
                                 self.on_events(message.events)
                             continue

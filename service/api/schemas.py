@@ -350,6 +350,7 @@ class AttemptView(msgspec.Struct):
     outcome: str | None
     error: str | None
     worker_pid: int | None
+    node: str | None = None  # the node whose executor ran it
 
 
 class JobView(msgspec.Struct):
@@ -404,11 +405,26 @@ class BatchAccepted(msgspec.Struct):
     jobs: list[Accepted]
 
 
-class Stats(msgspec.Struct):
+class NodeView(msgspec.Struct):
+    """One executor node of a cluster, as the leader sees it."""
+
+    name: str
+    leader: bool  # its scheduler holds the lease
+    connected: bool  # its supervisor is linked to the leader
+    draining: bool  # it takes no new work
     capacity: ResourceRequirements
+    in_use: ResourceRequirements
+    running: int  # attempts running there
+    last_seen: str  # when the leader last heard from it (ISO 8601)
+
+
+class Stats(msgspec.Struct):
+    capacity: ResourceRequirements  # a cluster's: the sum over its nodes
     resources_in_use: ResourceRequirements
     resources_free: ResourceRequirements
     jobs_by_status: dict[str, int]
+    leader: str | None = None  # the node whose scheduler answered (the leader); null when none answers
+    nodes: list[NodeView] | None = None  # in a cluster: every executor node
 
 
 class KeyView(msgspec.Struct):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -12,11 +13,11 @@ import msgspec
 from litestar.datastructures import State
 
 from service.api.scheduler_link import SchedulerLink
-from service.api.schemas import AttemptView, JobPage, JobView, ResourceRequirements, RetryConfig
+from service.api.schemas import AttemptView, JobPage, JobView, NodeView, ResourceRequirements, RetryConfig
 from service.api.submit import timestamp
 from service.errors import InvalidQuery, JobNotFound, TaskqError
 from service.model import Priority, Status
-from service.protocol import PositionQuery
+from service.protocol import NodeInfo, PositionQuery
 from service.store import gateway
 
 decode_object = msgspec.json.Decoder(dict[str, Any]).decode
@@ -58,6 +59,7 @@ def job_view(record: gateway.JobRecord, *, position: int | None = None) -> JobVi
                 outcome=a.get("outcome"),
                 error=a.get("error"),
                 worker_pid=a.get("worker_pid"),
+                node=a.get("node"),
             )
             for a in attempt_list
         ],
@@ -72,9 +74,20 @@ def _iso(value: str | None) -> str | None:
     """jsonb renders timestamptz as '2024-01-15T10:00:00.123+00:00'; the API says '...Z'."""
     if value is None:
         return None
-    from datetime import datetime
-
     return timestamp(datetime.fromisoformat(value))
+
+
+def node_view(node: NodeInfo) -> NodeView:
+    return NodeView(
+        name=node.name,
+        leader=node.leader,
+        connected=node.connected,
+        draining=node.draining,
+        capacity=ResourceRequirements(node.capacity["cpu_units"], node.capacity["memory_mb"]),
+        in_use=ResourceRequirements(node.in_use["cpu_units"], node.in_use["memory_mb"]),
+        running=node.running,
+        last_seen=timestamp(datetime.fromtimestamp(node.last_seen, UTC)) or "",
+    )
 
 
 def pool_of(state: State) -> asyncpg.Pool:

@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from service import handshake
 from service.model import TERMINAL, Priority, Resources, RetryPolicy, Status
 from service.processes import die_with_parent, name_process
 from service.protocol import (
@@ -44,6 +45,7 @@ from service.protocol import (
     KillJob,
     MetricsQuery,
     NewJob,
+    NodeInfo,
     PositionQuery,
     RedriveRequest,
     Reply,
@@ -55,12 +57,13 @@ from service.protocol import (
     SupervisorStopping,
     ToScheduler,
 )
+from service.scheduler import leadership
 from service.scheduler.core import Effects, Restored, SchedulerCore, Transition
 from service.settings import Settings
 from service.store import gateway
 from service.store.gateway import AttemptChange, JobChange, LiveJob, LogRow, StartedJob
 from service.telemetry import Telemetry
-from service.transport import AsyncChannel, ChannelClosed
+from service.transport import MAX_FRAME, AsyncChannel, ChannelClosed
 
 log = logging.getLogger("taskq.scheduler")
 
@@ -91,6 +94,7 @@ class Disconnected(msgspec.Struct):
 class Client:
     channel: AsyncChannel[ToScheduler]
     role: str = "unknown"
+    node: str = ""  # a supervisor's node, from its Hello
 
 
 @dataclass
@@ -101,7 +105,7 @@ class Turn:
     early: list[tuple[Client, Reply]] = field(default_factory=list)  # read-only answers: sent before it
     position_requests: list[tuple[Client, int, list[str]]] = field(default_factory=list)
     explain_requests: list[tuple[Client, int, str]] = field(default_factory=list)
-    acks: list[int] = field(default_factory=list)
+    acks: list[tuple[Client, int]] = field(default_factory=list)  # each report's seq, to its own supervisor
     logs: list[LogRow] = field(default_factory=list)
     pids: list[tuple[str, int, int]] = field(default_factory=list)
     events: list[JobEvent] = field(default_factory=list)
@@ -111,20 +115,33 @@ class SchedulerActor:
     def __init__(self, settings: Settings, socket_path: str, database_url: str, restarts: int = 0) -> None:
         self.settings = settings
         self.restarts = {"scheduler": restarts, "supervisor": 0, "api": 0}
-        self.supervisor_stats = SupervisorStats(0, 0, 0, 0)
         # Jobs in each terminal status, counted once at start-up and kept current: /stats and the DLQ
         # size without counting the whole table.
         self.terminal_counts: Counter[str] = Counter()
         self.socket_path = socket_path
         self.database_url = database_url
+        self.node = settings.node
+        self.clustered = settings.clustered
+        # A single node declares its capacity; a cluster's leader learns each node's from its Hello.
         self.core = SchedulerCore(
-            Resources(settings.cpu_units, settings.memory_mb),
+            None if self.clustered else Resources(settings.cpu_units, settings.memory_mb),
             settings.aging_interval_seconds,
             kill_grace=settings.kill_grace_seconds,
+            node=self.node,
         )
         # (None, None) is the wake-up put by the SIGTERM handler.
         self.inbox: asyncio.Queue[tuple[Client | None, ToScheduler | Disconnected | None]] = asyncio.Queue()
-        self.supervisor: Client | None = None
+        self.supervisors: dict[str, Client] = {}  # the connected supervisor of each node
+        self.supervisor_stats: dict[str, SupervisorStats] = {}
+        # Cluster: the monotonic time each executor node was last heard from. One silent for longer than
+        # its lease plus the kill grace (and a second of margin) has killed its attempts itself, or died
+        # with them: they are closed as crashed, and retried elsewhere (ARCHITECTURE.md, "Cluster").
+        self.node_seen: dict[str, float] = {}
+        self.node_silence_limit = settings.executor_lease_seconds + settings.kill_grace_seconds + 1.0
+        self.sent_largest: list[int] | None = None  # the largest node's capacity as the APIs last heard it
+        self.lease: leadership.Lease | None = None
+        self.term: int | None = None  # the leader's term, in a cluster
+        self.leading = False
         self.api_clients: set[Client] = set()
         self.event_seq = 0  # the last stream sequence number handed out
         self.pruned_up_to = 0
@@ -146,15 +163,49 @@ class SchedulerActor:
         self.telemetry = Telemetry("scheduler", gauges=self._gauges())
         for status in TERMINAL:  # at zero from the start: a rate() over it needs the series to exist
             self.telemetry.add("taskq_jobs_pruned", 0, status=status.value)
-        self.lock_conn = await self._acquire_ownership()
-        self.pool = await _connect_with_backoff(self.database_url)
-        await self._rebuild()
-        server = await asyncio.start_unix_server(self._serve_client, path=self.socket_path, limit=1 << 26)
-        log.info("scheduler ready: %d live jobs, %s in use", len(self.core.jobs), self.core.used)
         loop = asyncio.get_running_loop()
+        servers: list[asyncio.Server] = []
+        keeper: asyncio.Task[None] | None = None
+        if self.clustered:
+            self.lock_conn = None
+            self.pool = await _connect_with_backoff(self.database_url)
+            # Listening before the campaign: the address in the lease row must answer from the moment it
+            # is published. Links that arrive while this process does not lead are refused.
+            cluster = await asyncio.start_server(
+                self._serve_remote, host="0.0.0.0", port=self.settings.cluster_port, limit=MAX_FRAME
+            )
+            servers.append(cluster)
+            port = cluster.sockets[0].getsockname()[1]
+            address = f"{self.settings.advertise_host}:{port}"
+            relay = leadership.Relay(self._secret())
+            servers.append(
+                await asyncio.start_unix_server(
+                    lambda r, w: self._serve_local(r, w, relay), path=self.socket_path, limit=MAX_FRAME
+                )
+            )
+            self.lease = leadership.Lease(self.pool, self.node, address, self.settings.leader_lease_seconds, relay)
+            campaign = asyncio.ensure_future(self.lease.campaign())
+            loop.add_signal_handler(signal.SIGTERM, campaign.cancel)
+            loop.add_signal_handler(signal.SIGUSR1, campaign.cancel)
+            try:
+                self.term = await campaign
+            except asyncio.CancelledError:  # stopped (or drained) while a standby: nothing of ours runs
+                log.info("stopping as a standby candidate")
+                await self._close_standby(servers)
+                return
+            keeper = asyncio.create_task(self.lease.keep())
+        else:
+            self.lock_conn = await self._acquire_ownership()
+            self.pool = await _connect_with_backoff(self.database_url)
+        await self._rebuild()
+        if not self.clustered:
+            servers.append(await asyncio.start_unix_server(self._serve_client, path=self.socket_path, limit=MAX_FRAME))
+        self.leading = True
+        log.info("scheduler ready: %d live jobs, %s in use", len(self.core.jobs), self.core.used)
         loop.add_signal_handler(signal.SIGTERM, self._stop)
         loop.add_signal_handler(signal.SIGUSR1, self._begin_drain)
         loop.add_signal_handler(signal.SIGUSR2, self._end_grace)
+        heartbeat = None if self.clustered else asyncio.create_task(self._heartbeat())
         try:
             while not self.stopping:
                 await self._turn()
@@ -165,22 +216,53 @@ class SchedulerActor:
                     break
             if self.deferred_since is not None:  # the last pids and log lines, before leaving
                 await self._commit(Effects(), Turn())
-            if self.supervisor is not None:  # let the last acknowledgements reach the supervisor
+            for supervisor in list(self.supervisors.values()):  # let the last acknowledgements reach them
                 with contextlib.suppress(ChannelClosed):
-                    await self.supervisor.channel.drain()
+                    await supervisor.channel.drain()
+            if self.lease is not None:
+                await self.lease.release()
+            with contextlib.suppress(Exception):  # a clean stop: this node may start again under another name
+                await asyncio.wait_for(gateway.remove_node(self.pool, self.node), CLOSE_SECONDS)
         finally:
-            server.close()
+            for task in (keeper, heartbeat):
+                if task is not None:
+                    task.cancel()
+            for server in servers:
+                server.close()
             # Bounded: after a failed write the database may be gone, and a graceful close would wait on a
             # dead socket while the root waits for this process to exit before it starts the next one.
             try:
                 await asyncio.wait_for(self.pool.close(), CLOSE_SECONDS)
             except Exception:
                 self.pool.terminate()
-            self.lock_conn.remove_termination_listener(_lost_ownership)
-            try:
-                await self.lock_conn.close(timeout=CLOSE_SECONDS)
-            except Exception:
-                self.lock_conn.terminate()
+            if self.lock_conn is not None:
+                self.lock_conn.remove_termination_listener(_lost_ownership)
+                try:
+                    await self.lock_conn.close(timeout=CLOSE_SECONDS)
+                except Exception:
+                    self.lock_conn.terminate()
+
+    async def _close_standby(self, servers: list[asyncio.Server]) -> None:
+        for server in servers:
+            server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(gateway.remove_node(self.pool, self.node), CLOSE_SECONDS)
+        try:
+            await asyncio.wait_for(self.pool.close(), CLOSE_SECONDS)
+        except Exception:
+            self.pool.terminate()
+
+    def _secret(self) -> bytes:
+        assert self.settings.cluster_secret is not None
+        return self.settings.cluster_secret.value.encode()
+
+    async def _heartbeat(self) -> None:
+        """A single node says it is alive every second, so that a second node started on the same
+        database without the cluster secret is refused (root.py) instead of racing this one."""
+        while True:
+            with contextlib.suppress(Exception):
+                await gateway.node_heartbeat(self.pool, self.node, False)
+            await asyncio.sleep(leadership.RENEW_SECONDS)
 
     async def _acquire_ownership(self) -> asyncpg.Connection:
         """Only the holder of the scheduler lock may schedule this database. If the lock's connection
@@ -210,8 +292,8 @@ class SchedulerActor:
         def utilization() -> list[tuple[float, dict[str, Any]]]:
             cap, used = core.capacity, core.used
             return [
-                (used.cpu_units / cap.cpu_units, {"resource": "cpu_units"}),
-                (used.memory_mb / cap.memory_mb, {"resource": "memory_mb"}),
+                (used.cpu_units / cap.cpu_units if cap.cpu_units else 0.0, {"resource": "cpu_units"}),
+                (used.memory_mb / cap.memory_mb if cap.memory_mb else 0.0, {"resource": "memory_mb"}),
             ]
 
         def oldest() -> list[tuple[float, dict[str, Any]]]:
@@ -229,8 +311,8 @@ class SchedulerActor:
             "taskq_dlq_size": lambda: [(self.terminal_counts[Status.FAILED.value], {})],
             "taskq_oldest_waiting_age": oldest,
             "taskq_actor_restarts": lambda: [(n, {"actor": actor}) for actor, n in self.restarts.items()],
-            "taskq_worker_forks": lambda: [(self.supervisor_stats.forks, {})],
-            "taskq_spare_workers": lambda: [(self.supervisor_stats.spares, {})],
+            "taskq_worker_forks": lambda: [(s.forks, {"node": node}) for node, s in self.supervisor_stats.items()],
+            "taskq_spare_workers": lambda: [(s.spares, {"node": node}) for node, s in self.supervisor_stats.items()],
         }
 
     def _stop(self) -> None:
@@ -257,6 +339,33 @@ class SchedulerActor:
 
     # ------------------------------------------------------------------------------------------- clients
 
+    async def _serve_local(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, relay: leadership.Relay
+    ) -> None:
+        """This node's supervisor or API, on the Unix socket: served here while this process leads,
+        relayed to the leader otherwise (and refused while this process is taking over)."""
+        if self.leading:
+            await self._serve_client(reader, writer)
+        elif self.term is None:
+            await relay.serve(reader, writer)
+        else:
+            writer.close()
+
+    async def _serve_remote(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Another node's supervisor or API, relayed by its scheduler process: after the handshake, and only
+        while this process leads."""
+        peer = writer.get_extra_info("peername")
+        if not self.leading:
+            writer.close()
+            return
+        try:
+            await handshake.accept(reader, writer, self._secret())
+        except handshake.HandshakeFailed as exc:
+            log.warning("dropped a cluster link from %s: %s", peer, exc)
+            writer.close()
+            return
+        await self._serve_client(reader, writer)
+
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         client = Client(AsyncChannel(reader, writer, ToScheduler))
         try:
@@ -278,7 +387,10 @@ class SchedulerActor:
         now = time.time()
         deadline = self.drain_deadline if self.drain_deadline is not None and self.drain_deadline > now else None
         flush_at = None if self.deferred_since is None else now + self.deferred_since + DEFER_SECONDS - time.monotonic()
-        wakeups = [w for w in (self.core.next_wakeup(), deadline, flush_at, self.next_retention) if w is not None]
+        expiry = self._next_expiry(now)
+        wakeups = [
+            w for w in (self.core.next_wakeup(), deadline, flush_at, self.next_retention, expiry) if w is not None
+        ]
         timeout = max(0.0, min(wakeups) - now) if wakeups else None
         batch: list[tuple[Client | None, ToScheduler | Disconnected | None]] = []
         get = asyncio.ensure_future(self.inbox.get())
@@ -302,6 +414,7 @@ class SchedulerActor:
             await self._sweep(turn, now)
         if self.drain_deadline is not None and now >= self.drain_deadline:
             self.core.interrupt_running()
+        self._expire_silent_nodes(now)
         self.core.tick(now)
         effects = self.core.take_effects()
         started_now = {start.job_id for start in effects.starts}
@@ -355,6 +468,8 @@ class SchedulerActor:
         turn: Turn,
         now: float,
     ) -> None:
+        if client.role == "supervisor":
+            self.node_seen[client.node] = time.monotonic()
         match message:
             case Submitted(request_id=request_id, jobs=jobs):
                 for job in jobs:
@@ -377,7 +492,7 @@ class SchedulerActor:
                         message.attempt,
                         extra={"job_id": message.job_id},
                     )
-                turn.acks.append(message.seq)
+                turn.acks.append((client, message.seq))
             case AttemptStarted(job_id=job_id, attempt=attempt, pid=pid, at=at):
                 if self.core.attempt_started(job_id, attempt):
                     line = LogRow(job_id, attempt, at, "info", "started", f"attempt {attempt} started on pid {pid}")
@@ -406,9 +521,20 @@ class SchedulerActor:
                 turn.explain_requests.append((client, request_id, job_id))
             case SupervisorHello(running=running):
                 client.role = "supervisor"
-                self.supervisor = client
+                # A single node's supervisor is this node's, whatever it calls itself.
+                name = client.node = message.node if self.clustered and message.node else self.node
+                previous = self.supervisors.get(name)
+                if previous is not None and previous is not client:
+                    previous.channel.close()  # a reconnect whose old link is not closed yet: the Hello wins
+                self.supervisors[name] = client
+                self.node_seen[name] = time.monotonic()
+                capacity = None
+                if self.clustered:
+                    capacity = Resources(
+                        message.cpu_units or self.settings.cpu_units, message.memory_mb or self.settings.memory_mb
+                    )
                 attempts = [(ref.job_id, ref.attempt) for ref in running]
-                self.core.supervisor_ready_with(attempts, now, message.instance or None)
+                self.core.node_ready(name, capacity, attempts, now, message.instance or None)
                 # Worker pids again: one deferred for its commit is lost if this scheduler's predecessor
                 # stopped first (writing a known pid again changes nothing).
                 for ref in running:
@@ -416,18 +542,29 @@ class SchedulerActor:
                         self._defer_pid(ref.job_id, ref.attempt, ref.pid)
                 log.info("supervisor %d connected with %d running attempts", message.pid, len(running))
             case SupervisorStopping():
-                self.core.supervisor_lost()
-                log.info("supervisor %d is stopping; dispatch paused", message.pid)
+                self.core.node_lost(client.node)
+                log.info("supervisor %d of node %s is stopping; nothing more goes there", message.pid, client.node)
             case SupervisorStats():
-                self.supervisor_stats = message
-                self.restarts["supervisor"] = message.restarts
+                self.supervisor_stats[client.node] = message
+                if client.node == self.node:
+                    self.restarts["supervisor"] = message.restarts
+                if self.clustered and self.term is not None:
+                    # The executor's lease: it may run its attempts on until its own clock passes sent_at +
+                    # lease without a newer answer. Not a decision, so it need not wait for a commit.
+                    lease = self.settings.executor_lease_seconds
+                    with contextlib.suppress(ChannelClosed):
+                        client.channel.send(Ack([], term=self.term, echo=message.sent_at, lease=lease))
             case StatsQuery(request_id=request_id):
                 counts = {**self.core.counts(), **{s.value: self.terminal_counts[s.value] for s in TERMINAL}}
-                in_use = {"cpu_units": self.core.used.cpu_units, "memory_mb": self.core.used.memory_mb}
-                turn.early.append((client, Reply(request_id, counts=counts, in_use=in_use)))
+                used, capacity = self.core.used, self.core.capacity
+                in_use = {"cpu_units": used.cpu_units, "memory_mb": used.memory_mb}
+                total = {"cpu_units": capacity.cpu_units, "memory_mb": capacity.memory_mb}
+                nodes = self._node_infos() if self.clustered else None
+                reply = Reply(request_id, counts=counts, in_use=in_use, capacity=total, nodes=nodes, leader=self.node)
+                turn.early.append((client, reply))
             case HealthQuery(request_id=request_id):
                 dispatching = self.core.supervisor_ready and not self.core.draining
-                turn.early.append((client, Reply(request_id, dispatching=dispatching)))
+                turn.early.append((client, Reply(request_id, dispatching=dispatching, leader=self.node)))
             case MetricsQuery(request_id=request_id):
                 turn.early.append((client, Reply(request_id, metrics=self.telemetry.render())))
             case ApiHello():
@@ -436,13 +573,55 @@ class SchedulerActor:
                 self.api_clients.add(client)
                 self.sweep_needed = True
                 with contextlib.suppress(ChannelClosed):  # its count of live jobs, before any submit
-                    client.channel.send(Events([], live_jobs=len(self.core.jobs)))
+                    client.channel.send(Events([], live_jobs=len(self.core.jobs), largest_node=self.sent_largest))
             case Disconnected():
                 self.api_clients.discard(client)
-                if client is self.supervisor:
-                    self.supervisor = None
-                    self.core.supervisor_lost()
-                    log.warning("supervisor disconnected; dispatch paused")
+                if client.role == "supervisor" and self.supervisors.get(client.node) is client:
+                    del self.supervisors[client.node]
+                    self.core.node_lost(client.node)
+                    log.warning("the supervisor of node %s disconnected; nothing goes there meanwhile", client.node)
+
+    def _node_infos(self) -> list[NodeInfo]:
+        now, mono = time.time(), time.monotonic()
+        infos = []
+        for node in self.core.nodes.values():
+            seen = self.node_seen.get(node.name, mono)
+            infos.append(
+                NodeInfo(
+                    name=node.name,
+                    leader=node.name == self.node,
+                    connected=node.name in self.supervisors,
+                    draining=node.draining or (node.name in self.supervisors and not node.ready),
+                    capacity={"cpu_units": node.capacity.cpu_units, "memory_mb": node.capacity.memory_mb},
+                    in_use={"cpu_units": node.used.cpu_units, "memory_mb": node.used.memory_mb},
+                    running=node.running,
+                    last_seen=now - (mono - seen),
+                )
+            )
+        return infos
+
+    def _expire_silent_nodes(self, now: float) -> None:
+        """Cluster: a node silent past its executor's lease (plus the kill grace, plus a second) has killed
+        its attempts itself or is gone: close them as crashed, so they are retried on the others."""
+        if not self.clustered:
+            return
+        mono = time.monotonic()
+        for name in sorted(self.core.nodes_holding_attempts() | set(self.core.nodes)):
+            seen = self.node_seen.setdefault(name, mono)
+            if mono - seen < self.node_silence_limit:
+                continue
+            client = self.supervisors.pop(name, None)
+            if client is not None:  # a frozen peer: its link is open but it says nothing; it says Hello again
+                client.channel.close()
+            lost = sum(1 for job in self.core.running.values() if job.node == name)
+            self.core.node_expired(name, now)
+            del self.node_seen[name]
+            log.warning("node %s silent for %.1fs: %d attempts closed as crashed", name, mono - seen, lost)
+
+    def _next_expiry(self, now: float) -> float | None:
+        if not self.clustered or not self.node_seen:
+            return None
+        return now + min(self.node_seen.values()) + self.node_silence_limit - time.monotonic()
 
     def _defer(self, line: LogRow, pid: tuple[str, int, int] | None = None) -> None:
         if self.deferred_since is None:
@@ -565,6 +744,7 @@ class SchedulerActor:
                 attempt=start.attempt,
                 started=True,
                 dispatched_to=start.dispatched_to,
+                node=start.node,
             )
         attempts: dict[tuple[str, int], AttemptChange] = {}
         for close in effects.closes:
@@ -574,13 +754,15 @@ class SchedulerActor:
         for job_id, attempt, pid in turn.pids:
             change = attempts.setdefault((job_id, attempt), AttemptChange(job_id, attempt))
             change.pid = pid
-        opened = [(s.job_id, s.attempt, s.at) for s in effects.starts]
+        opened = [(s.job_id, s.attempt, s.at, s.node) for s in effects.starts]
         commit_started = time.perf_counter()
         # A batch's worth of events is written with COPY, in the same transaction as the rest.
         copied = turn.events if len(turn.events) >= EVENT_COPY_THRESHOLD else []
         async with self.pool.acquire() as conn, conn.transaction() if copied else contextlib.nullcontext():
             inline = [] if copied else turn.events
-            starts = await gateway.apply_turn(conn, list(attempts.values()), opened, list(jobs.values()), logs, inline)
+            starts = await gateway.apply_turn(
+                conn, list(attempts.values()), opened, list(jobs.values()), logs, inline, self.term
+            )
             if copied:
                 await gateway.copy_events(conn, copied)
         self.telemetry.record("taskq_scheduler_commit_duration", time.perf_counter() - commit_started)
@@ -620,34 +802,49 @@ class SchedulerActor:
             self.pruning = None
 
     def _deliver(self, effects: Effects, starts: list[StartedJob], turn: Turn) -> None:
-        supervisor = self.supervisor
-        if supervisor is not None:
-            started = {job.job_id: job for job in starts}
-            messages: list[RunJob | KillJob | Ack] = [
-                RunJob(  # in dispatch order (UPDATE ... RETURNING has none)
-                    start.job_id,
-                    start.attempt,
-                    started[start.job_id].type,
-                    _json_decode(started[start.job_id].payload),
-                    start.timeout_seconds,
-                    start.memory_mb,
-                )
-                for start in effects.starts
-            ]
-            messages.extend(KillJob(kill.job_id, kill.attempt, kill.outcome) for kill in effects.kills)
-            if turn.acks:
-                messages.append(Ack(turn.acks))
-            try:
-                supervisor.channel.send_all(messages)  # one write: a system call per turn, not per job
-            except ChannelClosed:
-                # The Hello of its next connection reconciles what it did not receive.
-                log.warning("supervisor link closed while dispatching")
+        term = self.term or 0
+        started = {job.job_id: job for job in starts}
+        messages: dict[str, list[RunJob | KillJob | Ack]] = {}
+        for start in effects.starts:  # in dispatch order (UPDATE ... RETURNING has none)
+            job = started[start.job_id]
+            run = RunJob(
+                start.job_id,
+                start.attempt,
+                job.type,
+                _json_decode(job.payload),
+                start.timeout_seconds,
+                start.memory_mb,
+                term,
+            )
+            messages.setdefault(start.node, []).append(run)
+        for kill in effects.kills:
+            messages.setdefault(kill.node, []).append(KillJob(kill.job_id, kill.attempt, kill.outcome, term))
+        acks: dict[Client, list[int]] = {}
+        for client, seq in turn.acks:
+            acks.setdefault(client, []).append(seq)
+        for node, batch in messages.items():
+            supervisor = self.supervisors.get(node)
+            if supervisor is None:
+                continue  # the Hello of its next connection reconciles what it did not receive
+            if supervisor in acks:
+                batch.append(Ack(acks.pop(supervisor), term))
+            self._send_all(supervisor, batch)
+        for client, seqs in acks.items():  # a report acknowledged on the link it came by
+            self._send_all(client, [Ack(seqs, term)])
         self._reply(turn.replies)
-        if turn.events:
-            published = Events(turn.events, live_jobs=len(self.core.jobs))
+        largest = list(astuple_resources(self.core.largest_node())) if self.clustered else None
+        if turn.events or largest != self.sent_largest:
+            self.sent_largest = largest
+            published = Events(turn.events, live_jobs=len(self.core.jobs), largest_node=largest)
             for api in list(self.api_clients):
                 with contextlib.suppress(ChannelClosed):
                     api.channel.send(published)
+
+    def _send_all(self, client: Client, messages: list[RunJob | KillJob | Ack]) -> None:
+        try:
+            client.channel.send_all(messages)  # one write: a system call per turn, not per job
+        except ChannelClosed:
+            log.warning("the link of node %s closed while dispatching", client.node)
 
     # --------------------------------------------------------------------------------------------- rebuild
 
@@ -661,12 +858,18 @@ class SchedulerActor:
         outside = sorted({dep for row in rows for dep in row.depends_on if dep not in live})
         dep_status = await gateway.job_statuses(self.pool, outside)
         now = time.time()
-        self.core.restore_all([restored_from_row(row) for row in rows], dep_status, now)
+        # A single node runs whatever is running: its attempts are this node's, whatever name they carry.
+        node = None if self.clustered else self.node
+        self.core.restore_all([restored_from_row(row, node) for row in rows], dep_status, now)
         effects = self.core.take_effects()
         await self._commit(effects, Turn())
 
 
-def restored_from_row(row: LiveJob) -> Restored:
+def astuple_resources(of: Resources) -> tuple[int, int]:
+    return of.cpu_units, of.memory_mb
+
+
+def restored_from_row(row: LiveJob, node: str | None = None) -> Restored:
     job = NewJob(
         job_id=row.job_id,
         type=row.type,
@@ -688,7 +891,14 @@ def restored_from_row(row: LiveJob) -> Restored:
         ),
     )
     return Restored(
-        job, row.attempt_count, row.charged, row.ready_at, row.next_run_at, row.started_at, row.dispatched_to
+        job,
+        row.attempt_count,
+        row.charged,
+        row.ready_at,
+        row.next_run_at,
+        row.started_at,
+        row.dispatched_to,
+        node or row.node,
     )
 
 

@@ -65,14 +65,17 @@ class Start(msgspec.Struct, gc=False):
     job_type: str = ""
     level: int = 0
     dispatched_to: str | None = None  # the supervisor instance this start is sent to
+    node: str = ""  # the node it runs on
 
 
 class Reservation(msgspec.Struct, gc=False):
-    """The blocked head's guaranteed start: `at` (epoch seconds), leaving `extra` free beside it then."""
+    """The blocked head's guaranteed start: `at` (epoch seconds) on `node`, leaving `extra` free beside it
+    there then. `node` is None when no node present could ever hold the head."""
 
     job_id: str
     at: float
     extra: Resources
+    node: str | None = None
 
 
 class CloseAttempt(msgspec.Struct, gc=False):
@@ -90,6 +93,7 @@ class Kill(msgspec.Struct, gc=False):
     job_id: str
     attempt: int
     outcome: Outcome
+    node: str = ""  # whose executor runs the attempt
 
 
 @dataclass
@@ -117,6 +121,28 @@ class Restored:
     next_run_at: float | None
     started_at: float | None
     dispatched_to: str | None = None  # of a running job: the supervisor instance its start was sent to
+    node: str | None = None  # of a running job: the node it runs on
+
+
+@dataclass(slots=True)
+class Node:
+    """One executor's ledger: what it offers, what its running attempts hold, and whether it takes work."""
+
+    name: str
+    capacity: Resources
+    used: Resources = ZERO
+    ready: bool = False  # its supervisor is connected and has said which attempts it runs
+    draining: bool = False  # it is stopping: nothing new is placed on it
+    instance: str | None = None  # of its connected supervisor (its Hello says it)
+    running: int = 0
+
+    @property
+    def free(self) -> Resources:
+        return self.capacity - self.used
+
+    @property
+    def takes_work(self) -> bool:
+        return self.ready and not self.draining
 
 
 @dataclass(slots=True, kw_only=True)
@@ -144,6 +170,7 @@ class Job:
     cancel_requested: bool = False
     interrupt_requested: bool = False
     dispatched_to: str | None = None  # set while running: the supervisor instance its start went to
+    node: str = ""  # set while running: the node it runs on
 
     def wait_for(self, dep: str) -> None:
         if self.waiting_on is None:
@@ -157,18 +184,26 @@ class Job:
 
 
 class SchedulerCore:
+    """`capacity` declares a single node (named `node`) up front, as a single-node service does; a
+    cluster's leader passes None and learns each node from its executor's Hello (`node_ready`)."""
+
     def __init__(
         self,
-        capacity: Resources,
+        capacity: Resources | None,
         aging_interval: float,
         rng: random.Random | None = None,
         *,
         kill_grace: float = 2.0,
+        node: str = "local",
     ) -> None:
-        self.capacity = capacity
         self.kill_grace = kill_grace
         self.reservation: Reservation | None = None
-        self.used = ZERO
+        # Every node by name, in the order they joined. Placement and backfill work per node; the totals
+        # below are for metrics and /stats.
+        self.nodes: dict[str, Node] = {}
+        self.default_node = node
+        if capacity is not None:
+            self.nodes[node] = Node(node, capacity)
         self.queue = ReadyQueue(aging_interval)
         self.jobs: dict[str, Job] = {}
         self.running: dict[str, Job] = {}
@@ -182,10 +217,8 @@ class SchedulerCore:
         self._pending_since: list[tuple[float, int, str]] = []
         self._rng = rng or random.Random()
         self._effects = Effects()
-        # No dispatch until the supervisor has said which attempts it still runs: resources held by
-        # attempts that survived a scheduler restart must be known before anything new starts.
-        self.supervisor_ready = False
-        self.supervisor_instance: str | None = None  # of the connected supervisor (its Hello says it)
+        # A node takes no work until its supervisor has said which attempts it still runs: resources held
+        # by attempts that survived a scheduler restart must be known before anything new starts there.
         self.draining = False
         # Set whenever the outcome of a dispatch pass could differ from the last one's.
         self._queue_changed = True
@@ -214,8 +247,29 @@ class SchedulerCore:
         return None
 
     @property
+    def capacity(self) -> Resources:
+        return sum((n.capacity for n in self.nodes.values()), ZERO)
+
+    @property
+    def used(self) -> Resources:
+        return sum((n.used for n in self.nodes.values()), ZERO)
+
+    @property
     def free(self) -> Resources:
         return self.capacity - self.used
+
+    @property
+    def supervisor_ready(self) -> bool:
+        """Some node takes work."""
+        return any(n.ready for n in self.nodes.values())
+
+    def largest_node(self) -> Resources:
+        """The most CPU units and memory any one node offers (each on its own): a job needing more than
+        this can never run."""
+        return Resources(
+            max((n.capacity.cpu_units for n in self.nodes.values()), default=0),
+            max((n.capacity.memory_mb for n in self.nodes.values()), default=0),
+        )
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys((s.value for s in (Status.BLOCKED, Status.PENDING, Status.SCHEDULED, Status.RUNNING)), 0)
@@ -254,7 +308,10 @@ class SchedulerCore:
             info["started_at"] = job.started_at
             if job.timeout_seconds is not None and job.started_at is not None:
                 info["deadline"] = job.started_at + job.timeout_seconds
-            info["reason"] = f"running attempt {job.attempt}" + (" (cancel requested)" if job.cancel_requested else "")
+            info["node"] = job.node
+            info["reason"] = f"running attempt {job.attempt} on node {job.node}" + (
+                " (cancel requested)" if job.cancel_requested else ""
+            )
         else:
             info.update(self._explain_pending(job, now))
         return info
@@ -281,20 +338,33 @@ class SchedulerCore:
         }
         if shortfall:
             info["shortfall"] = shortfall
+        if len(self.nodes) > 1:
+            info["free_by_node"] = {
+                n.name: {"cpu_units": n.free.cpu_units, "memory_mb": n.free.memory_mb}
+                for n in self.nodes.values()
+                if n.takes_work
+            }
         reservation = self.reservation
         if reservation is not None:
             info["reservation"] = {
                 "job_id": reservation.job_id,
+                "node": reservation.node,
                 "until": None if math.isinf(reservation.at) else reservation.at,
                 "left_over": {"cpu_units": reservation.extra.cpu_units, "memory_mb": reservation.extra.memory_mb},
             }
-        if not self.supervisor_ready:
+        takers = [n for n in self.nodes.values() if n.takes_work]
+        if not takers:
             info["reason"] = "dispatch is paused: no supervisor is connected"
         elif self.draining:
             info["reason"] = "the service is draining: nothing new starts"
+        elif not any(job.need.fits_in(n.capacity) for n in takers):
+            info["reason"] = "needs more than any node taking work offers; it waits for a node that can hold it"
         elif reservation is not None and reservation.job_id == job.job_id:
-            needs = ", ".join(f"{v} more {k}" for k, v in shortfall.items())
-            info["reason"] = f"first in line but needs {needs}; resources are reserved for it as running jobs end"
+            needs = ", ".join(f"{v} more {k}" for k, v in shortfall.items()) or "more than any one node has free"
+            where = f" on node {reservation.node}" if len(self.nodes) > 1 and reservation.node else ""
+            info["reason"] = (
+                f"first in line but needs {needs}; resources are reserved for it{where} as running jobs end"
+            )
         elif reservation is not None:
             info["reason"] = (
                 f"behind {reservation.job_id}, which holds a reservation; this job may start early only if it "
@@ -376,11 +446,12 @@ class SchedulerCore:
                 charged=charged,
                 started_at=started_at if started_at is not None else now,
                 dispatched_to=item.dispatched_to,
+                node=item.node or self.default_node,
             )
             self.jobs[job.job_id] = job
             self._count(job, job.status, +1)
             self.running[job.job_id] = job
-            self.used = self.used + job.need
+            self._hold(job)
             self._queue_changed = True
             return
         if new.status is Status.PENDING and ready_at is not None:
@@ -400,7 +471,19 @@ class SchedulerCore:
     def supervisor_ready_with(
         self, running: Iterable[tuple[str, int]], now: float, instance: str | None = None
     ) -> None:
-        """The supervisor (re)connected and runs exactly `running`; every other running attempt is lost.
+        """The single node's supervisor (re)connected: see `node_ready`."""
+        self.node_ready(self.default_node, None, running, now, instance)
+
+    def node_ready(
+        self,
+        name: str,
+        capacity: Resources | None,
+        running: Iterable[tuple[str, int]],
+        now: float,
+        instance: str | None = None,
+    ) -> None:
+        """A node's supervisor (re)connected and runs exactly `running`; every other attempt this scheduler
+        holds as running on that node is lost. `capacity` is what the node offers (None: as declared).
 
         How it was lost decides what it cost. A supervisor keeps every attempt it was given until its
         report is acknowledged, across scheduler restarts and reconnects; so an attempt whose start was
@@ -408,8 +491,11 @@ class SchedulerCore:
         stopped, or lost the link, between the start's commit and its delivery): it never ran, and goes
         back in line without using up an attempt. One sent to another instance (a supervisor since
         restarted, whose workers died with it) may have run: that is a crash."""
+        node = self._node(name)
+        if capacity is not None:
+            node.capacity = capacity
         alive = set(running)
-        for job in list(self.running.values()):
+        for job in [j for j in self.running.values() if j.node == name]:
             if (job.job_id, job.attempt) not in alive:
                 if instance is not None and job.dispatched_to == instance:
                     outcome, error = Outcome.INTERRUPTED, "never reached a worker: its start was not delivered"
@@ -418,20 +504,48 @@ class SchedulerCore:
                 self.attempt_finished(job.job_id, job.attempt, outcome, error, None, now)
         for job_id, attempt in alive:
             held = self.running.get(job_id)
-            if held is None or held.attempt != attempt:
-                # The supervisor runs something this scheduler already closed: stop it, its result is void.
-                self._effects.kills.append(Kill(job_id, attempt, Outcome.CANCELLED))
+            if held is None or held.attempt != attempt or held.node != name:
+                # The supervisor runs something this scheduler already closed (or placed elsewhere):
+                # stop it, its result is void.
+                self._effects.kills.append(Kill(job_id, attempt, Outcome.CANCELLED, name))
             elif held.cancel_requested or held.interrupt_requested:
                 # A kill decided while no supervisor was connected never reached one: ask again (the
                 # supervisor ignores a second kill of a worker it is already stopping).
                 outcome = Outcome.CANCELLED if held.cancel_requested else Outcome.INTERRUPTED
-                self._effects.kills.append(Kill(job_id, attempt, outcome))
-        self.supervisor_ready = True
-        self.supervisor_instance = instance
+                self._effects.kills.append(Kill(job_id, attempt, outcome, name))
+        node.ready = True
+        node.draining = False
+        node.instance = instance
         self._queue_changed = True
 
     def supervisor_lost(self) -> None:
-        self.supervisor_ready = False
+        self.node_lost(self.default_node)
+
+    def node_lost(self, name: str) -> None:
+        """A node's supervisor disconnected or is stopping: nothing new goes there. Its attempts stay held
+        (it keeps running them, and says so when it reconnects) until `node_expired`."""
+        node = self.nodes.get(name)
+        if node is not None:
+            node.ready = False
+
+    def node_draining(self, name: str) -> None:
+        """A node is draining: nothing new is placed on it; what runs there may finish."""
+        node = self.nodes.get(name)
+        if node is not None:
+            node.draining = True
+            self._queue_changed = True
+
+    def node_expired(self, name: str, now: float) -> None:
+        """A node has been silent longer than its executor's lease: it has killed its attempts itself (or
+        is gone with them), so each is closed as crashed and retried by the usual rules, and the node
+        leaves the ledger until it says Hello again."""
+        for job in [j for j in self.running.values() if j.node == name]:
+            self.attempt_finished(job.job_id, job.attempt, Outcome.CRASHED, f"node {name} lost", None, now)
+        self.nodes.pop(name, None)
+        self._queue_changed = True
+
+    def nodes_holding_attempts(self) -> set[str]:
+        return {job.node for job in self.running.values()}
 
     def attempt_finished(
         self, job_id: str, attempt: int, outcome: Outcome, error: str | None, result: Any, now: float
@@ -441,7 +555,7 @@ class SchedulerCore:
         if job is None or job.attempt != attempt:
             return False
         del self.running[job_id]
-        self.used = self.used - job.need
+        self._release(job)
         self._queue_changed = True
         ran_for = max(0.0, now - job.started_at) if job.started_at is not None else 0.0
         job.started_at = None
@@ -485,7 +599,7 @@ class SchedulerCore:
         if job.status is Status.RUNNING:
             if not job.cancel_requested:
                 job.cancel_requested = True
-                self._effects.kills.append(Kill(job_id, job.attempt, Outcome.CANCELLED))
+                self._effects.kills.append(Kill(job_id, job.attempt, Outcome.CANCELLED, job.node))
             return "cancel_requested"
         self._finish(job, Status.CANCELLED, now, "cancelled", error="cancelled before it ran")
         return "cancelled"
@@ -539,7 +653,7 @@ class SchedulerCore:
         for job in self.running.values():
             if not job.interrupt_requested and not job.cancel_requested:
                 job.interrupt_requested = True
-                self._effects.kills.append(Kill(job.job_id, job.attempt, Outcome.INTERRUPTED))
+                self._effects.kills.append(Kill(job.job_id, job.attempt, Outcome.INTERRUPTED, job.node))
 
     def tick(self, now: float) -> None:
         """Promote scheduled jobs that are due, then start what fits."""
@@ -551,72 +665,94 @@ class SchedulerCore:
     # ---------------------------------------------------------------------------------------- internals
 
     def _dispatch(self, now: float) -> None:
-        """EASY backfill. Start jobs in queue order while they fit. The first that does not fit (the head)
-        gets a reservation: the earliest time enough resources are sure to be free for it, counting each
-        running attempt as ending at its deadline (timeout plus kill grace). A later job may start now only
-        if it cannot delay that reservation: it ends before the reservation time, or it fits in what the
-        head will leave over at that time. Only the first `BACKFILL_DEPTH` waiting jobs are examined, so a
-        turn costs O(depth log n) however long the queue is.
+        """EASY backfill over the nodes. Start jobs in queue order while each fits on some node (the one
+        with the most free CPU units, so that work spreads). The first that fits nowhere now (the head)
+        gets a reservation: the earliest time, on any node that can hold it, when enough is sure to be
+        free there, counting each running attempt as ending at its deadline (timeout plus kill grace). A
+        later job may start now on any other node, or on the reserved node only if it cannot delay the
+        reservation: it ends before the reservation time, or it fits in what the head will leave over
+        there. Only the first `BACKFILL_DEPTH` waiting jobs are examined, so a turn costs
+        O(depth × nodes) however long the queue is.
         """
-        if not self.supervisor_ready or self.draining:
+        nodes = [n for n in self.nodes.values() if n.takes_work]
+        if not nodes or self.draining:
             self.reservation = None
             return
         if not self._queue_changed:
             return  # nothing became pending, left the queue or freed resources: the last pass still holds
         self._queue_changed = False
         self.reservation = None
-        free = self.free
-        extra = ZERO
-        while (head_id := self.queue.head()) is not None:  # in order, while the head fits
+        free = {n.name: n.free for n in nodes}
+        while (head_id := self.queue.head()) is not None:  # in order, while the head fits somewhere
             head = self.jobs[head_id]
-            if not head.need.fits_in(free):
+            place = _roomiest(head.need, free)
+            if place is None:
                 break
-            self._start(head, now, backfilled=False)
-            free = free - head.need
+            self._start(head, place, now, backfilled=False)
+            free[place] = free[place] - head.need
         else:
             return
-        self.reservation = self._reserve(head, free, now)
-        if (free.cpu_units <= 0 and not self._zero_cpu_pending) or (free.memory_mb <= 0 and not self._zero_mem_pending):
+        self.reservation = reservation = self._reserve(head, free, now)
+        if not any(
+            (f.cpu_units > 0 or self._zero_cpu_pending) and (f.memory_mb > 0 or self._zero_mem_pending)
+            for f in free.values()
+        ):
             return  # nothing waiting could fit in what is free: no scan
-        extra = self.reservation.extra
-        chosen: list[Job] = []
+        extra = reservation.extra
+        chosen: list[tuple[Job, str]] = []
         for job_id in itertools.islice(self.queue, 1, BACKFILL_DEPTH):
             job = self.jobs[job_id]
-            if not job.need.fits_in(free):
-                continue
-            if self.reservation.at != math.inf and self._end_bound(job.timeout_seconds, now) < self.reservation.at:
-                pass  # done before the head's reserved start: cannot delay it
-            elif job.need.fits_in(extra):
-                extra = extra - job.need  # runs past it, but in what the head leaves over
-            else:
-                continue
-            chosen.append(job)
-            free = free - job.need
-        for job in chosen:
-            self._start(job, now, backfilled=True)
+            elsewhere = {name: f for name, f in free.items() if name != reservation.node}
+            place = _roomiest(job.need, elsewhere)
+            if place is None:
+                reserved = reservation.node
+                if reserved is None or not job.need.fits_in(free[reserved]):
+                    continue
+                if reservation.at != math.inf and self._end_bound(job.timeout_seconds, now) < reservation.at:
+                    pass  # done before the head's reserved start: cannot delay it
+                elif job.need.fits_in(extra):
+                    extra = extra - job.need  # runs past it, but in what the head leaves over
+                else:
+                    continue
+                place = reserved
+            chosen.append((job, place))
+            free[place] = free[place] - job.need
+        for job, place in chosen:
+            self._start(job, place, now, backfilled=True)
 
-    def _reserve(self, head: Job, free: Resources, now: float) -> Reservation:
-        ends = sorted(
-            (
-                (self._end_bound(j.timeout_seconds, j.started_at if j.started_at is not None else now), j.need)
-                for j in self.running.values()
-            ),
-            key=lambda end_need: end_need[0],
-        )
-        available = free
-        for end, need in ends:
-            available = available + need
-            if head.need.fits_in(available):
-                # At an unknown time nothing can be promised to be left over.
-                return Reservation(head.job_id, end, available - head.need if end != math.inf else ZERO)
-        return Reservation(head.job_id, math.inf, ZERO)  # unreachable: a job never needs more than capacity
+    def _reserve(self, head: Job, free: dict[str, Resources], now: float) -> Reservation:
+        """The earliest (time, node) at which the head is sure to fit, over every node that can hold it."""
+        best = Reservation(head.job_id, math.inf, ZERO)
+        for name, available in free.items():
+            if not head.need.fits_in(self.nodes[name].capacity):
+                continue
+            ends = sorted(
+                (
+                    (self._end_bound(j.timeout_seconds, j.started_at if j.started_at is not None else now), j.need)
+                    for j in self.running.values()
+                    if j.node == name
+                ),
+                key=lambda end_need: end_need[0],
+            )
+            for end, need in ends:
+                available = available + need
+                if head.need.fits_in(available):
+                    if best.node is None or end < best.at:
+                        # At an unknown time nothing can be promised to be left over.
+                        left = available - head.need if end != math.inf else ZERO
+                        best = Reservation(head.job_id, end, left, name)
+                    break
+            else:
+                if best.node is None:  # its running attempts are counted but gone: at no known time
+                    best = Reservation(head.job_id, math.inf, ZERO, name)
+        return best
 
     def _end_bound(self, timeout: float | None, start: float) -> float:
         # An attempt ends by its deadline plus the kill grace. Without a timeout its end is unknown:
         # then nothing may be backfilled past it, which `math.inf` expresses.
         return math.inf if timeout is None else start + timeout + self.kill_grace
 
-    def _start(self, job: Job, now: float, *, backfilled: bool) -> None:
+    def _start(self, job: Job, place: str, now: float, *, backfilled: bool) -> None:
         ready_at = job.ready_at
         assert ready_at is not None
         self.queue.remove(ready_at, job.level, job.seq)
@@ -626,9 +762,10 @@ class SchedulerCore:
         job.charged += 1
         self._set_status(job, Status.RUNNING)
         job.started_at = now
-        job.dispatched_to = self.supervisor_instance
+        job.node = place
+        job.dispatched_to = self.nodes[place].instance
         self.running[job.job_id] = job
-        self.used = self.used + job.need
+        self._hold(job)
         self._effects.starts.append(
             Start(
                 job.job_id,
@@ -642,8 +779,28 @@ class SchedulerCore:
                 job_type=job.type,
                 level=job.level,
                 dispatched_to=job.dispatched_to,
+                node=place,
             )
         )
+
+    def _node(self, name: str) -> Node:
+        node = self.nodes.get(name)
+        if node is None:
+            # A node first seen through the attempts it runs (a rebuild) offers nothing new until its
+            # supervisor says what it has.
+            node = self.nodes[name] = Node(name, ZERO)
+        return node
+
+    def _hold(self, job: Job) -> None:
+        node = self._node(job.node)
+        node.used = node.used + job.need
+        node.running += 1
+
+    def _release(self, job: Job) -> None:
+        node = self.nodes.get(job.node)
+        if node is not None:
+            node.used = node.used - job.need
+            node.running -= 1
 
     def _set(self, job: Job, status: Status, now: float, event: str, **extra: Any) -> None:
         if job.status is status and event in ("blocked", "scheduled") and not extra:
@@ -761,6 +918,18 @@ class SchedulerCore:
         if len(self.recently_finished) > RECENT_TERMINAL:
             self.recently_finished.popitem(last=False)
         self._transition(job, status, now, event, **extra)
+
+
+def _roomiest(need: Resources, free: dict[str, Resources]) -> str | None:
+    """The node where `need` fits with the most CPU units (then memory) left free: work spreads out."""
+    best: str | None = None
+    best_key: tuple[int, int] = (0, 0)
+    for name, f in free.items():
+        if need.fits_in(f):
+            key = (f.cpu_units, f.memory_mb)
+            if best is None or key > best_key:
+                best, best_key = name, key
+    return best
 
 
 def _entry_is_current(job: Job, entry: tuple[float, int, str]) -> bool:

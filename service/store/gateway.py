@@ -343,6 +343,7 @@ class LiveJob(msgspec.Struct, frozen=True, gc=False):
     ready_at: float | None
     started_at: float | None
     dispatched_to: str | None
+    node: str | None
 
 
 async def load_live_jobs(db: Executor, since: float = 0.0) -> list[LiveJob]:
@@ -441,6 +442,7 @@ class JobChange(msgspec.Struct, gc=False):
     attempt: int | None = None
     started: bool = False
     dispatched_to: str | None = None  # with a start: the supervisor instance it is sent to
+    node: str | None = None  # with a start: the node it runs on
 
 
 def _columns(rows: Sequence[Any], struct: type[msgspec.Struct]) -> list[list[Any]]:
@@ -471,23 +473,81 @@ class StartedJob(msgspec.Struct, frozen=True, gc=False):
 async def apply_turn(
     db: Executor,
     attempts: Sequence[AttemptChange],
-    opened: Sequence[tuple[str, int, float]],
+    opened: Sequence[tuple[str, int, float, str | None]],
     jobs: Sequence[JobChange],
     logs: Sequence[LogRow],
     events: Sequence[Any],
+    term: int | None = None,
 ) -> list[StartedJob]:
-    """A scheduler turn's writes in one statement: returns what the workers of started jobs need."""
-    records = await db.fetch(
-        Q["apply_turn"],
-        *_columns(attempts, AttemptChange),
-        [o[0] for o in opened],
-        [o[1] for o in opened],
-        [o[2] for o in opened],
-        *_columns(jobs, JobChange),
-        *_columns(logs, LogRow),
-        *([getattr(e, name) for e in events] for name in _EVENT_FIELDS),
-    )
-    return [StartedJob(r["job_id"], r["type"], r["payload"]) for r in records]
+    """A scheduler turn's writes in one statement: returns what the workers of started jobs need.
+    With a `term` (a cluster's leader) it raises `Fenced` and writes nothing if the lease has moved on."""
+    try:
+        records = await db.fetch(
+            Q["apply_turn"],
+            *_columns(attempts, AttemptChange),
+            *([o[i] for o in opened] for i in range(4)),
+            *_columns(jobs, JobChange),
+            *_columns(logs, LogRow),
+            *([getattr(e, name) for e in events] for name in _EVENT_FIELDS),
+            term,
+        )
+    except asyncpg.PostgresError as exc:
+        _raise_if_fenced(exc)
+        raise
+    return [StartedJob(r["job_id"], r["type"], r["payload"]) for r in records if r["job_id"] is not None]
+
+
+class Fenced(Exception):
+    """A scheduler's write was refused: its term is no longer the lease's (another scheduler leads)."""
+
+
+def _raise_if_fenced(exc: asyncpg.PostgresError) -> None:
+    if getattr(exc, "sqlstate", None) == FENCED_SQLSTATE:
+        raise Fenced(str(exc)) from exc
+
+
+FENCED_SQLSTATE = "TQF01"  # raised by taskq_fence (migration 20261206000001)
+
+
+# ------------------------------------------------------------------------------------------ cluster
+
+
+class Lease(msgspec.Struct, frozen=True, gc=False):
+    term: int
+    holder: str | None
+    address: str | None
+    valid: bool  # held and not expired, by the database's clock
+
+
+async def take_lease(db: Executor, node: str, address: str, seconds: float) -> int | None:
+    value = await db.fetchval(Q["take_lease"], node, address, seconds)
+    return None if value is None else int(value)
+
+
+async def renew_lease(db: Executor, term: int, node: str, seconds: float) -> bool:
+    return await db.fetchval(Q["renew_lease"], term, node, seconds) is not None
+
+
+async def release_lease(db: Executor, term: int, node: str) -> None:
+    await db.execute(Q["release_lease"], term, node)
+
+
+async def read_lease(db: Executor) -> Lease:
+    row = await db.fetchrow(Q["read_lease"])
+    assert row is not None  # the migration inserts the one row
+    return Lease(int(row["term"]), row["holder"], row["address"], bool(row["valid"]))
+
+
+async def node_heartbeat(db: Executor, node: str, clustered: bool) -> None:
+    await db.execute(Q["node_heartbeat"], node, clustered)
+
+
+async def other_live_nodes(db: Executor, node: str, within_seconds: float) -> list[tuple[str, bool]]:
+    return [(r["name"], r["clustered"]) for r in await db.fetch(Q["other_live_nodes"], node, within_seconds)]
+
+
+async def remove_node(db: Executor, node: str) -> None:
+    await db.execute(Q["remove_node"], node)
 
 
 # ------------------------------------------------------------------------------------------------- API keys

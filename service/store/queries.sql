@@ -70,7 +70,8 @@ ON CONFLICT DO NOTHING;
 SELECT j.*, (
     SELECT coalesce(jsonb_agg(jsonb_build_object(
         'attempt', a.attempt, 'started_at', a.started_at, 'finished_at', a.finished_at,
-        'outcome', a.outcome, 'error', a.error, 'worker_pid', a.worker_pid) ORDER BY a.attempt), '[]'::jsonb)
+        'outcome', a.outcome, 'error', a.error, 'worker_pid', a.worker_pid, 'node', a.node)
+        ORDER BY a.attempt), '[]'::jsonb)
     FROM attempts a WHERE a.job_id = j.job_id
 ) AS attempts
 FROM jobs j
@@ -183,6 +184,9 @@ SELECT 1;
 -- closed or given their worker pid, attempts opened, each job's final state of the turn, its log lines
 -- and stream events. Each row is touched by one part only (the caller merges per job and per attempt:
 -- PostgreSQL applies one update per row in a statement). Returns what the workers of started jobs need.
+-- $38 is the leader's term in a cluster (NULL on a single node): `taskq_fence` raises, and so undoes the
+-- whole statement, if another scheduler has taken the lease since. Its one-row branch of the UNION is
+-- evaluated once per statement whatever the turn holds (a one-time filter), and returns no job.
 WITH
 attempt_changes AS (
     UPDATE attempts a
@@ -196,9 +200,9 @@ attempt_changes AS (
     RETURNING 1
 ),
 opened AS (
-    INSERT INTO attempts (job_id, attempt, started_at)
-    SELECT job_id, attempt, to_timestamp(at)
-    FROM unnest($7::text[], $8::int[], $9::float8[]) AS o(job_id, attempt, at)
+    INSERT INTO attempts (job_id, attempt, started_at, node)
+    SELECT job_id, attempt, to_timestamp(at), node
+    FROM unnest($7::text[], $8::int[], $9::float8[], $10::text[]) AS o(job_id, attempt, at, node)
     RETURNING 1
 ),
 moved AS (
@@ -216,17 +220,18 @@ moved AS (
         attempts_charged = coalesce(s.charged, j.attempts_charged),
         attempt_count = coalesce(s.attempt, j.attempt_count),
         started_at = CASE WHEN s.started THEN to_timestamp(s.at) ELSE j.started_at END,
-        dispatched_to = CASE WHEN s.started THEN s.dispatched_to ELSE j.dispatched_to END
-    FROM unnest($10::text[], $11::text[], $12::float8[], $13::text[], $14::text[], $15::float8[], $16::int[],
-                $17::int[], $18::bool[], $19::text[])
-         AS s(job_id, status, at, error, result, next_run_at, charged, attempt, started, dispatched_to)
+        dispatched_to = CASE WHEN s.started THEN s.dispatched_to ELSE j.dispatched_to END,
+        node = CASE WHEN s.started THEN s.node ELSE j.node END
+    FROM unnest($11::text[], $12::text[], $13::float8[], $14::text[], $15::text[], $16::float8[], $17::int[],
+                $18::int[], $19::bool[], $20::text[], $21::text[])
+         AS s(job_id, status, at, error, result, next_run_at, charged, attempt, started, dispatched_to, node)
     WHERE j.job_id = s.job_id
     RETURNING j.job_id, j.type, j.payload::text AS payload, s.started
 ),
 logged AS (
     INSERT INTO job_logs (job_id, attempt, at, level, event, message, data)
     SELECT l.job_id, l.attempt, to_timestamp(l.at), l.level, l.event, l.message, l.data::jsonb
-    FROM unnest($20::text[], $21::int[], $22::float8[], $23::text[], $24::text[], $25::text[], $26::text[])
+    FROM unnest($22::text[], $23::int[], $24::float8[], $25::text[], $26::text[], $27::text[], $28::text[])
          AS l(job_id, attempt, at, level, event, message, data)
     RETURNING 1
 ),
@@ -234,11 +239,49 @@ evented AS (
     INSERT INTO job_events (seq, at, job_id, type, priority, status, event, attempt, error)
     SELECT e.seq, to_timestamp(e.at), e.job_id, e.type, e.priority::job_priority, e.status::job_status, e.event,
            e.attempt, e.error
-    FROM unnest($27::bigint[], $28::float8[], $29::text[], $30::text[], $31::text[], $32::text[], $33::text[],
-                $34::int[], $35::text[]) AS e(seq, at, job_id, type, priority, status, event, attempt, error)
+    FROM unnest($29::bigint[], $30::float8[], $31::text[], $32::text[], $33::text[], $34::text[], $35::text[],
+                $36::int[], $37::text[]) AS e(seq, at, job_id, type, priority, status, event, attempt, error)
     RETURNING 1
 )
+SELECT NULL::text AS job_id, NULL::text AS type, NULL::text AS payload WHERE NOT taskq_fence($38::bigint)
+UNION ALL
 SELECT job_id, type, payload FROM moved WHERE started;
+
+-- name: take_lease
+-- A candidate takes the scheduler lease when it is free or has expired: the term grows by one. One
+-- statement; the row lock orders it after any turn of the old leader still in flight (FOR SHARE).
+UPDATE scheduler_lease
+SET term = term + 1, holder = $1, address = $2, expires_at = now() + make_interval(secs => $3)
+WHERE id = 1 AND (holder IS NULL OR expires_at < now())
+RETURNING term;
+
+-- name: renew_lease
+UPDATE scheduler_lease
+SET expires_at = now() + make_interval(secs => $3)
+WHERE id = 1 AND term = $1 AND holder = $2
+RETURNING term;
+
+-- name: release_lease
+-- A leader that stops (drain, SIGTERM) hands the lease over at once instead of letting it expire.
+UPDATE scheduler_lease SET holder = NULL, expires_at = '-infinity'
+WHERE id = 1 AND term = $1 AND holder = $2;
+
+-- name: read_lease
+SELECT term, holder, address, holder IS NOT NULL AND expires_at > now() AS valid
+FROM scheduler_lease WHERE id = 1;
+
+-- name: node_heartbeat
+INSERT INTO cluster_nodes (name, clustered) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET clustered = excluded.clustered, last_seen = now();
+
+-- name: other_live_nodes
+-- Nodes other than $1 heard from within $2 seconds.
+SELECT name, clustered FROM cluster_nodes
+WHERE name <> $1 AND last_seen > now() - make_interval(secs => $2)
+ORDER BY name;
+
+-- name: remove_node
+DELETE FROM cluster_nodes WHERE name = $1;
 
 -- name: insert_api_key
 INSERT INTO api_keys (key_id, name, scopes, salt, hash, rate_limit_submit, rate_limit_requests)

@@ -38,6 +38,7 @@ class Attempt(msgspec.Struct, frozen=True):
     outcome: str | None = None
     error: str | None = None
     worker_pid: int | None = None
+    node: str | None = None
 
 
 class Job(msgspec.Struct, frozen=True):

@@ -1,0 +1,263 @@
+"""A cluster: three `taskq serve` nodes on one machine and one PostgreSQL database, sharing a secret.
+
+One node's scheduler leads (the lease); every node's supervisor runs what the leader places on it. The
+tests kill, stop and drain nodes for real (SIGKILL of a whole process tree, SIGSTOP, SIGTERM) and check
+from the database's record that every job ends once and that no two attempts of a job ever overlap.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.conftest import PgServer, Service, wait_until
+
+SECRET = "s" * 40
+LEASE = "1"  # seconds: failover in about two, an executor's lease of 2 × 1 + 2 = 4 s
+_release_ids = itertools.count()
+
+
+def _ts(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+class Cluster:
+    def __init__(self, factory: Callable[..., Service], url: str, release_dir: Path) -> None:
+        self.factory = factory
+        self.url = url
+        self.release_dir = release_dir
+        self.nodes: dict[str, Service] = {}
+
+    def start(self, name: str, cpu: int = 2, **env: str) -> Service:
+        node = self.factory(
+            self.url,
+            TASKQ_CLUSTER_SECRET=SECRET,
+            TASKQ_NODE_NAME=name,
+            TASKQ_CPU_UNITS=str(cpu),
+            TASKQ_MEMORY_MB="4096",
+            TASKQ_LEADER_LEASE_SECONDS=LEASE,
+            TASKQ_KILL_GRACE_SECONDS="1",
+            TASKQ_SHUTDOWN_GRACE_SECONDS="30",
+            **env,
+        ).start()
+        self.nodes[name] = node
+        return node
+
+    def any(self, *, but: str | None = None) -> Service:
+        return next(s for n, s in self.nodes.items() if n != but and s.process is not None and s.process.poll() is None)
+
+    def stats(self, via: Service) -> dict[str, Any]:
+        body: dict[str, Any] = via.http.get("/stats").json()
+        return body
+
+    def wait_nodes(self, via: Service, names: set[str]) -> dict[str, Any]:
+        def all_connected() -> dict[str, Any] | None:
+            stats = self.stats(via)
+            connected = {n["name"] for n in stats.get("nodes") or [] if n["connected"] and not n["draining"]}
+            return stats if names <= connected else None
+
+        return wait_until(all_connected, timeout=30, what=f"nodes {sorted(names)} connected to the leader")
+
+    def blocker(self) -> tuple[dict[str, Any], Path]:
+        release = self.release_dir / f"release-{next(_release_ids)}"
+        return {"release_file": str(release), "duration_seconds": 0}, release
+
+
+@pytest.fixture
+def cluster(pg: PgServer, service_factory: Callable[..., Service], tmp_path: Path) -> Iterator[Cluster]:
+    release_dir = tmp_path / "release"
+    release_dir.mkdir()
+    yield Cluster(service_factory, pg.fresh_database(), release_dir)
+
+
+def attempts_by_job(node: Service, job_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    return {job_id: node.job(job_id)["attempts"] for job_id in job_ids}
+
+
+def assert_no_overlap(attempts: dict[str, list[dict[str, Any]]]) -> None:
+    """No two attempts of one job ran at the same time: each started after the previous one ended."""
+    for job_id, runs in attempts.items():
+        for earlier, later in itertools.pairwise(runs):
+            assert earlier["finished_at"] is not None, (job_id, runs)
+            assert _ts(later["started_at"]) >= _ts(earlier["finished_at"]), (job_id, runs)
+
+
+def test_jobs_spread_over_the_nodes_and_never_exceed_one_node(cluster: Cluster) -> None:
+    first = cluster.start("n1")
+    cluster.start("n2")
+    cluster.start("n3")
+    cluster.wait_nodes(first, {"n1", "n2", "n3"})
+    jobs, releases = [], []
+    for i in range(6):  # 2 CPU units each on nodes of 2: one at a time per node, three at once
+        payload, release = cluster.blocker()
+        releases.append(release)
+        job = first.submit(type="quick_task", payload=payload, job_id=f"wide-{i}", resource_requirements={"cpu_units": 2})
+        jobs.append(job["job_id"])
+
+    def three_running() -> list[dict[str, Any]] | None:
+        running = [j for j in (first.job(job_id) for job_id in jobs) if j["status"] == "running"]
+        return running if len(running) == 3 else None
+
+    running = wait_until(three_running, what="three jobs running at once")
+    assert {job["attempts"][-1]["node"] for job in running} == {"n1", "n2", "n3"}
+    stats = cluster.stats(first)
+    assert stats["leader"] == "n1"
+    assert stats["capacity"]["cpu_units"] == 6
+    assert sorted((n["name"], n["in_use"]["cpu_units"], n["running"]) for n in stats["nodes"]) == [
+        ("n1", 2, 1),
+        ("n2", 2, 1),
+        ("n3", 2, 1),
+    ]
+    for release in releases:
+        release.touch()
+    for job_id in jobs:
+        first.wait_status(job_id, "succeeded", timeout=30)
+    # From the record: on each node, at no moment did two attempts (2 units each) run together.
+    attempts = [a for runs in attempts_by_job(first, jobs).values() for a in runs]
+    for node in ("n1", "n2", "n3"):
+        spans = sorted((_ts(a["started_at"]), _ts(a["finished_at"])) for a in attempts if a["node"] == node)
+        assert spans, f"no job ran on {node}"
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert start >= end, f"two 2-unit attempts overlapped on {node}: {spans}"
+
+
+def test_a_job_submitted_through_a_node_that_does_not_lead_runs_at_once(cluster: Cluster) -> None:
+    first = cluster.start("n1")
+    second = cluster.start("n2")
+    cluster.wait_nodes(second, {"n1", "n2"})
+    job = second.submit(type="quick_task", payload={"duration_seconds": 0})
+    done = second.wait_status(job["job_id"], "succeeded")
+    assert done["attempts"][0]["node"] in {"n1", "n2"}
+    # The leader heard of it over the link (no sweep, no reconnect): its stream event came from there.
+    assert cluster.stats(second)["leader"] == "n1"
+    assert first.job(job["job_id"])["status"] == "succeeded"
+
+
+def test_a_job_larger_than_this_node_but_not_than_another_is_accepted_and_runs_there(cluster: Cluster) -> None:
+    small = cluster.start("small", cpu=1)
+    cluster.start("big", cpu=4)
+    cluster.wait_nodes(small, {"small", "big"})
+    job = small.submit(type="quick_task", payload={"duration_seconds": 0}, resource_requirements={"cpu_units": 3})
+    assert small.wait_status(job["job_id"], "succeeded")["attempts"][0]["node"] == "big"
+    too_big = small.http.post(
+        "/jobs", json={"type": "quick_task", "payload": {}, "resource_requirements": {"cpu_units": 5}}
+    )
+    assert too_big.status_code == 422, too_big.text
+    assert "cpu_units" in too_big.text
+
+
+def test_a_second_node_without_the_cluster_secret_is_refused(
+    pg: PgServer, service_factory: Callable[..., Service]
+) -> None:
+    url = pg.fresh_database()
+    service_factory(url, TASKQ_NODE_NAME="alone").start()
+    intruder = service_factory(url, TASKQ_NODE_NAME="intruder")
+    with pytest.raises(pytest.fail.Exception, match="exited with 2"):
+        intruder.start()
+    assert "TASKQ_CLUSTER_SECRET" in intruder.logs()
+
+
+def test_killing_the_leader_node_moves_the_lease_and_retries_only_its_jobs(cluster: Cluster) -> None:
+    leader = cluster.start("n1")
+    cluster.start("n2")
+    cluster.start("n3")
+    survivor = cluster.nodes["n2"]
+    cluster.wait_nodes(leader, {"n1", "n2", "n3"})
+    jobs, releases = [], []
+    for i in range(3):
+        payload, release = cluster.blocker()
+        releases.append(release)
+        jobs.append(
+            leader.submit(
+                type="quick_task", payload=payload, job_id=f"k-{i}", resource_requirements={"cpu_units": 2}
+            )["job_id"]
+        )
+    wait_until(
+        lambda: all(leader.job(j)["status"] == "running" for j in jobs), what="a job running on every node"
+    )
+    on_node = {leader.job(j)["attempts"][-1]["node"]: j for j in jobs}
+    assert set(on_node) == {"n1", "n2", "n3"}
+
+    leader.kill()  # SIGKILL to the whole process group: scheduler, supervisor, workers, API
+
+    stats = wait_until(
+        lambda: (s := cluster.stats(survivor)).get("leader") not in (None, "n1") and s,
+        timeout=20,
+        what="a new leader",
+    )
+    assert stats["leader"] in {"n2", "n3"}
+    # The dead node's job is retried elsewhere once its executor lease has run out; it blocks on the same
+    # release file, so it is running again (attempt 2) before anything is released.
+    lost = on_node["n1"]
+    wait_until(
+        lambda: (j := survivor.job(lost))["status"] == "running" and j["attempt_count"] == 2,
+        timeout=30,
+        what=f"{lost} retried on a surviving node",
+    )
+    for release in releases:
+        release.touch()
+    for job_id in jobs:
+        survivor.wait_status(job_id, "succeeded", timeout=30)
+    attempts = attempts_by_job(survivor, jobs)
+    # The survivors' jobs ran once, untouched by the failover; the lost one crashed on n1, ran again elsewhere.
+    for node in ("n2", "n3"):
+        assert [a["outcome"] for a in attempts[on_node[node]]] == ["succeeded"], attempts[on_node[node]]
+    assert [a["outcome"] for a in attempts[lost]] == ["crashed", "succeeded"]
+    assert attempts[lost][0]["node"] == "n1" and attempts[lost][1]["node"] in {"n2", "n3"}
+    assert_no_overlap(attempts)
+
+
+def test_a_leader_stopped_past_its_lease_is_fenced_and_steps_down(cluster: Cluster) -> None:
+    leader = cluster.start("n1")
+    follower = cluster.start("n2")
+    cluster.wait_nodes(leader, {"n1", "n2"})
+    scheduler = psutil.Process(leader.actor_pids()["scheduler"])
+    scheduler.suspend()  # SIGSTOP: the lease runs out while it cannot renew it
+    try:
+        wait_until(lambda: cluster.stats(follower).get("leader") == "n2", timeout=20, what="n2 to take the lease")
+        job = follower.submit(type="quick_task", payload={"duration_seconds": 0})
+        follower.wait_status(job["job_id"], "succeeded")
+    finally:
+        scheduler.resume()  # SIGCONT: its next write is refused by the fence, and it steps down
+    wait_until(lambda: not scheduler.is_running() or scheduler.status() == psutil.STATUS_ZOMBIE, what="old leader exit")
+    wait_until(lambda: "stepping down" in leader.logs() or "fenced off" in leader.logs(), what="the step-down logged")
+    # n1 comes back as a candidate; the cluster keeps working with n2 leading.
+    cluster.wait_nodes(follower, {"n1", "n2"})
+    job = leader.submit(type="quick_task", payload={"duration_seconds": 0})
+    leader.wait_status(job["job_id"], "succeeded")
+    assert cluster.stats(leader)["leader"] == "n2"
+
+
+def test_draining_one_node_lets_its_job_finish_and_leaves_the_others_running(cluster: Cluster) -> None:
+    leader = cluster.start("n1")
+    leaving = cluster.start("n2")
+    cluster.wait_nodes(leader, {"n1", "n2"})
+    jobs, releases = [], []
+    for i in range(2):
+        payload, release = cluster.blocker()
+        releases.append(release)
+        jobs.append(
+            leader.submit(type="quick_task", payload=payload, job_id=f"d-{i}", resource_requirements={"cpu_units": 2})[
+                "job_id"
+            ]
+        )
+    wait_until(lambda: all(leader.job(j)["status"] == "running" for j in jobs), what="one job on each node")
+    on_node = {leader.job(j)["attempts"][-1]["node"]: j for j in jobs}
+    assert leaving.process is not None
+    os.kill(leaving.process.pid, signal.SIGTERM)
+    # n2 takes nothing new: a job submitted now waits for n1, which is busy.
+    extra = leader.submit(type="quick_task", payload={"duration_seconds": 0}, resource_requirements={"cpu_units": 2})
+    releases[jobs.index(on_node["n2"])].touch()  # n2's job finishes within the grace
+    assert leaving.process.wait(30) == 0
+    assert leader.wait_status(on_node["n2"], "succeeded")["attempts"][0]["outcome"] == "succeeded"
+    assert leader.job(on_node["n1"])["status"] == "running"  # untouched
+    releases[jobs.index(on_node["n1"])].touch()
+    assert leader.wait_status(extra["job_id"], "succeeded")["attempts"][0]["node"] == "n1"
