@@ -11,6 +11,11 @@ The supervisor never forks a worker itself: the zygote (`zygote.py`) does, hands
 descriptors, reaps it and reports its exit code. A zygote that dies takes its workers with it; the
 supervisor waits until each is gone, reports the attempts that had no result as crashed, and starts a
 new zygote, keeping its outbox and its scheduler link.
+
+In a cluster it holds an executor lease (`lease.py`): it takes orders only from the newest leader term it
+has seen, and once no scheduler has answered its stats for the lease's length it kills its running
+attempts itself (the zygote does too, should this process be frozen), since the leader may by then have
+given them to another node.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from service.protocol import (
 )
 from service.settings import Settings
 from service.supervisor import memory
+from service.supervisor.lease import ExecutorLease, SharedExpiry
 from service.supervisor.outcome import classify, describe_unstarted
 from service.supervisor.zygote import FDS_PER_WORKER, ZygoteGone, ZygoteLink
 from service.transport import FrameBuffer, encode_frame, send_bytes, send_frame
@@ -86,6 +92,7 @@ class Worker:
     reported: bool = False
     exited: bool = False
     orphaned: bool = False  # its zygote died: its pidfd, not the zygote, tells when it is gone
+    kill_note: str | None = None  # why it was killed, where its kill reason alone does not say (a lapsed lease)
 
 
 class Supervisor:
@@ -123,6 +130,9 @@ class Supervisor:
         # What an idle worker holds before its handler allocates anything: the forked interpreter. The
         # zygote reports its own when it is ready; ours is close, and stands in until then.
         self.baseline_rss = memory.resident_bytes(os.getpid()) or 0
+        self.lease = ExecutorLease(required=settings.clustered)
+        # Made before any zygote: each one maps it, to enforce the lease should this process be frozen.
+        self.shared_expiry, self.lease_fd = SharedExpiry.create()
 
     # ---------------------------------------------------------------------------------------------- loop
 
@@ -141,7 +151,7 @@ class Supervisor:
             self._enforce_deadlines(now)
             if now >= self.next_stats and self.conn is not None:
                 self.next_stats = now + STATS_SECONDS
-                self._send(SupervisorStats(self.forks, len(self.spares), len(self.busy), self.restarts))
+                self._send(SupervisorStats(self.forks, len(self.spares), len(self.busy), self.restarts, sent_at=now))
             if self.stopping:  # handed back unused: here, not in the signal handler, which may interrupt a walk
                 for job in list(self.waiting.values()):
                     self._drop_waiting(job, Outcome.INTERRUPTED)
@@ -152,7 +162,10 @@ class Supervisor:
                 break
             self._request_spares()
             self._flush()
-            for key, _ in self.selector.select(self._timeout(now)):
+            ready = self.selector.select(self._timeout(now))
+            # Before reading anything: the wait may have been a freeze (SIGSTOP) that outlasted the lease.
+            self._enforce_lease(time.monotonic())
+            for key, _ in ready:
                 callback: Callable[[], None] = key.data
                 callback()
         self._shutdown()
@@ -172,6 +185,8 @@ class Supervisor:
             moments.append(self.stop_deadline)
         if self.busy:
             moments.append(self.next_memory_check)
+        if (self.busy or self.waiting) and self.lease.expires_at is not None and self.lease.expires_at > now:
+            moments.append(self.lease.expires_at)
         return max(0.0, min(moments) - now)
 
     def _on_stop_signal(self, signum: int, frame: object) -> None:
@@ -207,9 +222,20 @@ class Supervisor:
         running = [AttemptRef(job_id, attempt, w.pid) for (job_id, attempt), w in self.busy.items()]
         running += [AttemptRef(job_id, attempt) for job_id, attempt in self.waiting]
         running += [AttemptRef(r.job_id, r.attempt) for r in self.outbox.values()]
-        self._send(SupervisorHello(self.pid, running, self.instance))
+        self._send(
+            SupervisorHello(
+                self.pid,
+                running,
+                self.instance,
+                node=self.settings.node,
+                cpu_units=self.settings.cpu_units,
+                memory_mb=self.settings.memory_mb,
+            )
+        )
         for seq in sorted(self.outbox):
             self._send(self.outbox[seq])
+        if self.settings.clustered:  # stats at once, not within a second: their answer renews the lease
+            self.next_stats = 0.0
         if self.conn is not None:
             self.conn.setblocking(False)
             self.selector.register(self.conn, selectors.EVENT_READ, self._on_scheduler)
@@ -257,7 +283,14 @@ class Supervisor:
             self._disconnect()
             return
         for message in self.conn_frames.feed(data):
-            if isinstance(message, RunJob):
+            if isinstance(message, RunJob | KillJob | Ack) and not self.lease.admit(message.term):
+                log.warning(
+                    "ignored a %s of leader term %d: term %d leads now",
+                    type(message).__name__,
+                    message.term,
+                    self.lease.term,
+                )
+            elif isinstance(message, RunJob):
                 self._start(message)
             elif isinstance(message, KillJob):
                 key = (message.job_id, message.attempt)
@@ -269,12 +302,15 @@ class Supervisor:
             elif isinstance(message, Ack):
                 for seq in message.seqs:
                     self.outbox.pop(seq, None)
+                if self.lease.renew(message.echo, message.lease):
+                    assert self.lease.expires_at is not None
+                    self.shared_expiry.write(self.lease.expires_at)
 
     # ------------------------------------------------------------------------------------------- workers
 
     def _start_zygote(self) -> None:
         try:
-            self.zygote = ZygoteLink(self.settings.handlers)
+            self.zygote = ZygoteLink(self.settings.handlers, self.lease_fd)
         except OSError as exc:
             log.error("cannot start the zygote: %s", exc)
             self.next_zygote = time.monotonic() + ZYGOTE_RESTART_SECONDS
@@ -441,6 +477,9 @@ class Supervisor:
         if self.stopping:  # sent before the scheduler heard we are stopping: hand it back unused
             self._report(job, Outcome.INTERRUPTED, "the supervisor is stopping", None)
             return
+        if not self.lease.may_start(time.monotonic()):  # see _enforce_lease: hand it back unused
+            self._report(job, Outcome.INTERRUPTED, self._lease_note() + "; it never reached a worker", None)
+            return
         if handlers.reuses_worker(job.type) and self.reused:
             self._assign(self.reused.popleft(), job)
         elif self.spares:
@@ -573,6 +612,8 @@ class Supervisor:
         job = w.job
         self.busy.pop((job.job_id, job.attempt), None)
         outcome, error = classify(w.result, exit_code, w.kill_reason)
+        if w.kill_note is not None and w.result is None:
+            error = f"{w.kill_note} ({error})"
         self._report(job, outcome, error, w.result.result if w.result is not None and w.result.ok else None)
 
     def _report(self, job: RunJob, outcome: Outcome, error: str | None, result: object) -> None:
@@ -611,6 +652,47 @@ class Supervisor:
             if w.escalate_at is not None and now >= w.escalate_at:
                 w.escalate_at = None
                 _signal(w, signal.SIGKILL)
+
+    def _enforce_lease(self, now: float) -> None:
+        """Once the lease has lapsed, kill every running attempt at once and hand back every waiting one.
+
+        SIGKILL, no grace: the leader gives the attempts to another node a kill grace and a second after
+        the lease (at the earliest), so the whole margin is left for the kill to land. The attempts are
+        reported `crashed`; one that never reached a worker goes back `interrupted` (it never ran, so it is
+        not charged). The leader has closed them already, as a rule, and acknowledges the reports as stale.
+
+        The rule after a freeze (SIGSTOP, a stall) that outlasted the lease: this runs before anything that
+        arrived meanwhile is read, and while the lease stays lapsed every `RunJob` is handed back unused
+        (`_start`), whatever its term (so is one that a clustered node receives before its first lease).
+        A start sent before or during the freeze may have been given to another node since (the leader
+        declares a silent node lost after the lease, a kill grace and a second, and retries its attempts
+        elsewhere), and nothing in the RunJob says whether it was: its term may still be the current one.
+        Only an answer to stats sent after the freeze renews the lease (an older answer's `echo + lease`
+        lies in the past), and a start read after that answer was sent after it, by a leader that holds
+        this node as alive: that one runs. The worst a refusal costs is a retry
+        of an attempt that never started, uncharged."""
+        if not self.lease.lapsed(now):
+            return
+        note = self._lease_note(now)
+        killed = [w for w in self.busy.values() if w.kill_note is None]
+        waiting = list(self.waiting.values())
+        if not killed and not waiting:
+            return
+        log.warning("%s: killing %d attempts, handing back %d waiting", note, len(killed), len(waiting))
+        for w in killed:
+            w.kill_note = note
+            w.kill_reason = w.kill_reason or Outcome.CRASHED
+            w.escalate_at = None
+            _signal(w, signal.SIGKILL)
+        for job in waiting:
+            del self.waiting[(job.job_id, job.attempt)]
+            self._report(job, Outcome.INTERRUPTED, note + "; it never reached a worker", None)
+
+    def _lease_note(self, now: float | None = None) -> str:
+        if self.lease.expires_at is None:
+            return "no lease from a scheduler yet"
+        silence = self.lease.silence(time.monotonic() if now is None else now)
+        return f"lost its lease: no word from a scheduler for {silence:.1f} s"
 
     def _shutdown(self) -> None:
         for w in self.workers.values():

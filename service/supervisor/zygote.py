@@ -14,33 +14,45 @@ descriptors.
 Only a parent can wait for a child, so the zygote reaps its children and reports their exit codes
 (`WorkersExited`). It dies with the supervisor (PR_SET_PDEATHSIG) and its workers die with it; the
 supervisor starts a new one when it dies (see `Supervisor._zygote_lost`).
+
+It also enforces the executor's lease when the supervisor cannot (frozen by SIGSTOP, stalled): the
+supervisor writes the lease's expiry into a shared memory region (`lease.SharedExpiry`), the zygote looks
+at it at least every `LEASE_CHECK_SECONDS`, and once the expiry has passed it SIGKILLs every worker's
+process group, once per expiry. Idle spares go too: it cannot tell them apart, and they are cheap.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import select
 import signal
 import socket
 import subprocess
 import sys
+import time
 from typing import Any
 
 import msgspec
 
 from service.processes import die_with_parent, name_process
 from service.protocol import SpawnWorkers, WorkerForked, WorkersExited, ZygoteReady, ZygoteToSupervisor
+from service.supervisor.lease import NO_LEASE, SharedExpiry
 
 # What travels with a `WorkerForked` packet, in this order.
 FDS_PER_WORKER = 4  # the worker's socket (supervisor end), its stdout and stderr read ends, its pidfd
 MAX_PACKET = 1 << 16  # the largest control message either side sends (exits are batched below it)
 _EXITS_PER_PACKET = 1000
+# How late past the lease's expiry the zygote may notice it: well inside the leader's margin of a kill
+# grace plus one second (ARCHITECTURE.md, "The executor's lease").
+LEASE_CHECK_SECONDS = 0.1
 
 _encoder = msgspec.msgpack.Encoder()
 _to_supervisor = msgspec.msgpack.Decoder(ZygoteToSupervisor)
 _to_zygote = msgspec.msgpack.Decoder(SpawnWorkers)
+_log = logging.getLogger("taskq.zygote")
 
 
 class ZygoteGone(ConnectionError):
@@ -53,7 +65,8 @@ class ZygoteGone(ConnectionError):
 class ZygoteLink:
     """The supervisor's handle on one zygote process: start it, ask it for workers, read what it says."""
 
-    def __init__(self, handler_modules: tuple[str, ...]) -> None:
+    def __init__(self, handler_modules: tuple[str, ...], lease_fd: int) -> None:
+        """`lease_fd`: the supervisor's `SharedExpiry` region, which the zygote maps read-only."""
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = dict(os.environ)
         # The supervisor may import handler modules from paths its own parent set up (multiprocessing
@@ -61,7 +74,10 @@ class ZygoteLink:
         env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
         command = [sys.executable, "-m", "service.supervisor.zygote", str(theirs.fileno()), str(os.getpid())]
         self.process = subprocess.Popen(
-            [*command, *handler_modules], pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL
+            [*command, str(lease_fd), *handler_modules],
+            pass_fds=[theirs.fileno(), lease_fd],
+            env=env,
+            stdin=subprocess.DEVNULL,
         )
         theirs.close()
         self.sock.setblocking(False)
@@ -114,10 +130,13 @@ class ZygoteLink:
 
 
 class Zygote:
-    def __init__(self, control: socket.socket) -> None:
+    def __init__(self, control: socket.socket, lease: SharedExpiry) -> None:
         self.control = control
+        self.lease = lease
         self.pid = os.getpid()
         self._wake_r, self._wake_w = socket.socketpair()
+        self.children: set[int] = set()  # forked and not yet reaped: each leads its own process group
+        self.enforced = NO_LEASE  # the expiry whose lapse it last acted on
 
     def run(self) -> None:
         for sock in (self._wake_r, self._wake_w):
@@ -129,7 +148,10 @@ class Zygote:
 
         self._send(ZygoteReady(self.pid, memory.resident_bytes(self.pid) or 0))
         while True:
-            ready, _, _ = select.select([self.control, self._wake_r], [], [])
+            ready, _, _ = select.select([self.control, self._wake_r], [], [], LEASE_CHECK_SECONDS)
+            # First, before any fork: after a freeze of this process (or of the whole node) the workers
+            # may have run on past the lease already.
+            self._enforce_lease()
             if self._wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     while self._wake_r.recv(512):
@@ -159,6 +181,7 @@ class Zygote:
                 break
             if pid == 0:
                 break
+            self.children.discard(pid)
             exits.append((pid, os.waitstatus_to_exitcode(status)))
         for start in range(0, len(exits), _EXITS_PER_PACKET):
             self._send(WorkersExited(exits[start : start + _EXITS_PER_PACKET]))
@@ -170,6 +193,7 @@ class Zygote:
         pid = os.fork()
         if pid == 0:
             self._child(child_end, [parent_end.fileno(), out_r, err_r], out_w, err_w)
+        self.children.add(pid)
         pidfd = os.pidfd_open(pid)  # made here, where the pid cannot yet have been reused
         try:
             self._send(WorkerForked(pid), [parent_end.fileno(), out_r, err_r, pidfd])
@@ -178,6 +202,24 @@ class Zygote:
             child_end.close()
             for fd in (out_r, out_w, err_r, err_w, pidfd):
                 os.close(fd)
+
+    def _enforce_lease(self) -> None:
+        """Once the supervisor's lease has lapsed, SIGKILL every worker's process group, once per expiry.
+        The pids are safe to use: these are our children and not yet reaped, so no other process has one,
+        and a worker's group id stays its pid. Their exits reach the supervisor as usual (`WorkersExited`),
+        which reports their attempts crashed."""
+        expiry = self.lease.read()
+        if expiry == NO_LEASE or expiry == self.enforced or time.monotonic() < expiry:
+            return
+        self.enforced = expiry
+        for pid in self.children:
+            with contextlib.suppress(OSError):  # the whole group is gone already
+                os.killpg(pid, signal.SIGKILL)
+        _log.warning(
+            "the supervisor's lease lapsed %.2f s ago without renewal: killed %d workers",
+            time.monotonic() - expiry,
+            len(self.children),
+        )
 
     def _child(self, sock: socket.socket, theirs: list[int], out_w: int, err_w: int) -> None:
         """The forked worker: let go of the zygote's descriptors and signal setup, then run jobs."""
@@ -190,6 +232,7 @@ class Zygote:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)  # how the supervisor asks a job to stop
             for own in (self.control, self._wake_r, self._wake_w):
                 own.close()
+            self.lease.close()
             for fd in theirs:
                 os.close(fd)
             os.dup2(out_w, 1)
@@ -206,14 +249,22 @@ class Zygote:
 
 
 def main(argv: list[str]) -> None:
-    """`python -m service.supervisor.zygote <control fd> <supervisor pid> [handler module ...]`."""
-    control_fd, supervisor_pid, modules = int(argv[0]), int(argv[1]), argv[2:]
+    """`python -m service.supervisor.zygote <control fd> <supervisor pid> <lease fd> [handler module ...]`."""
+    control_fd, supervisor_pid, lease_fd, modules = int(argv[0]), int(argv[1]), int(argv[2]), argv[3:]
     die_with_parent(supervisor_pid)
     # The supervisor decides when workers stop; a terminal's Ctrl-C or a group-wide SIGTERM must not kill
     # the zygote (and with it every running job) behind its back. Workers inherit SIGINT ignored.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     name_process("zygote")
+    # Its own logger, not the root's: workers inherit this heap, and a handler's logging must stay as it is.
+    from service.logs import JsonFormatter
+
+    to_stderr = logging.StreamHandler(sys.stderr)  # the supervisor's stderr, which the zygote inherits
+    to_stderr.setFormatter(JsonFormatter("zygote"))
+    _log.addHandler(to_stderr)
+    _log.setLevel(logging.INFO)
+    _log.propagate = False
     from service import handlers
     from service.supervisor import worker
 
@@ -224,7 +275,7 @@ def main(argv: list[str]) -> None:
     # from walking it, and so from writing to (and copying) its pages.
     gc.collect()
     gc.freeze()
-    Zygote(socket.socket(fileno=control_fd)).run()
+    Zygote(socket.socket(fileno=control_fd), SharedExpiry.attach(lease_fd)).run()
 
 
 if __name__ == "__main__":
