@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import logging
 import os
+import time
 from collections.abc import Callable
 
 from service.errors import ServiceUnavailable
@@ -91,7 +92,7 @@ class SchedulerLink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
-            delay = 0.05
+            opened = time.monotonic()
             try:
                 channel.send(ApiHello(os.getpid(), self.restarts, self.node))
                 self._channel = channel
@@ -111,6 +112,13 @@ class SchedulerLink:
                             future.set_result(message)
             except ChannelClosed:
                 log.warning("scheduler link lost; reconnecting")
+                # A link closed at once (a cluster with no leader right now: the local relay refuses it)
+                # is retried with a growing delay, not in a tight loop.
+                if time.monotonic() - opened < 1.0:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                else:
+                    delay = 0.05
             except Exception:  # a link that stops reconnecting would leave the API unready for good
                 log.exception("scheduler link failed; reconnecting")
                 channel.close()

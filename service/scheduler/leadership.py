@@ -30,7 +30,7 @@ from service.transport import MAX_FRAME
 log = logging.getLogger("taskq.scheduler.leadership")
 
 POLL_SECONDS = 0.5  # how often a candidate reads the lease (and so how late it may notice a change)
-RENEW_SECONDS = 1.0
+RENEW_SECONDS = 1.0  # at most: a short lease (tests use 1 s) is renewed three times per lease
 RELAY_CHUNK = 1 << 16
 
 
@@ -154,8 +154,9 @@ class Lease:
         a whole lease (the database out of reach) ends this process at once: its executors must stop
         hearing from it, and its next turn could not commit anyway."""
         assert self.term is not None
+        interval = min(RENEW_SECONDS, self.seconds / 3)
         while True:
-            await asyncio.sleep(RENEW_SECONDS)
+            await asyncio.sleep(interval)
             try:
                 renewed = await asyncio.wait_for(
                     gateway.renew_lease(self.pool, self.term, self.node, self.seconds), self.seconds / 2

@@ -124,6 +124,7 @@ class Supervisor:
         self.outgoing: list[bytes] = []  # encoded frames for the scheduler, written by _flush
         self.next_connect = 0.0
         self.stopping = False
+        self.interrupt_at: float | None = None  # monotonic; set by a node drain (SIGUSR1)
         self.stop_deadline = 0.0
         self._wake_r, self._wake_w = socket.socketpair()
         self.next_memory_check = 0.0
@@ -141,6 +142,7 @@ class Supervisor:
             sock.setblocking(False)
         signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGUSR1, self._on_drain_signal)
         self.selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
         while True:
             now = time.monotonic()
@@ -183,6 +185,8 @@ class Supervisor:
                 moments.append(w.escalate_at)
         if self.stopping:
             moments.append(self.stop_deadline)
+        if self.interrupt_at is not None and self.busy:
+            moments.append(self.interrupt_at)
         if self.busy:
             moments.append(self.next_memory_check)
         if (self.busy or self.waiting) and self.lease.expires_at is not None and self.lease.expires_at > now:
@@ -197,6 +201,16 @@ class Supervisor:
             self._send(SupervisorStopping(self.pid))
             for w in self.busy.values():
                 self._kill(w, Outcome.INTERRUPTED)
+
+    def _on_drain_signal(self, signum: int, frame: object) -> None:
+        """SIGUSR1 from the root of a cluster node: drain this node only. The leader places nothing more
+        here (SupervisorStopping); running attempts get the shutdown grace, then are interrupted (back in
+        line, uncharged); the supervisor exits once every report is acknowledged."""
+        if not self.stopping:
+            self.stopping = True
+            self.interrupt_at = time.monotonic() + self.settings.shutdown_grace_seconds
+            self.stop_deadline = self.interrupt_at + self.settings.kill_grace_seconds + 3.0
+            self._send(SupervisorStopping(self.pid))
 
     def _on_wake(self) -> None:
         try:
@@ -631,6 +645,10 @@ class Supervisor:
         _signal(w, signal.SIGTERM)
 
     def _enforce_deadlines(self, now: float) -> None:
+        if self.interrupt_at is not None and now >= self.interrupt_at:  # a node drain's grace is over
+            for w in list(self.busy.values()):
+                if w.kill_reason is None:
+                    self._kill(w, Outcome.INTERRUPTED)
         check_memory = now >= self.next_memory_check
         if check_memory:
             self.next_memory_check = now + MEMORY_CHECK_SECONDS

@@ -99,7 +99,9 @@ def test_jobs_spread_over_the_nodes_and_never_exceed_one_node(cluster: Cluster) 
     for i in range(6):  # 2 CPU units each on nodes of 2: one at a time per node, three at once
         payload, release = cluster.blocker()
         releases.append(release)
-        job = first.submit(type="quick_task", payload=payload, job_id=f"wide-{i}", resource_requirements={"cpu_units": 2})
+        job = first.submit(
+            type="quick_task", payload=payload, job_id=f"wide-{i}", resource_requirements={"cpu_units": 2}
+        )
         jobs.append(job["job_id"])
 
     def three_running() -> list[dict[str, Any]] | None:
@@ -176,13 +178,11 @@ def test_killing_the_leader_node_moves_the_lease_and_retries_only_its_jobs(clust
         payload, release = cluster.blocker()
         releases.append(release)
         jobs.append(
-            leader.submit(
-                type="quick_task", payload=payload, job_id=f"k-{i}", resource_requirements={"cpu_units": 2}
-            )["job_id"]
+            leader.submit(type="quick_task", payload=payload, job_id=f"k-{i}", resource_requirements={"cpu_units": 2})[
+                "job_id"
+            ]
         )
-    wait_until(
-        lambda: all(leader.job(j)["status"] == "running" for j in jobs), what="a job running on every node"
-    )
+    wait_until(lambda: all(leader.job(j)["status"] == "running" for j in jobs), what="a job running on every node")
     on_node = {leader.job(j)["attempts"][-1]["node"]: j for j in jobs}
     assert set(on_node) == {"n1", "n2", "n3"}
 
@@ -194,16 +194,24 @@ def test_killing_the_leader_node_moves_the_lease_and_retries_only_its_jobs(clust
         what="a new leader",
     )
     assert stats["leader"] in {"n2", "n3"}
-    # The dead node's job is retried elsewhere once its executor lease has run out; it blocks on the same
-    # release file, so it is running again (attempt 2) before anything is released.
+    # The dead node's job is closed as crashed once its executor lease has run out (it may still have been
+    # running, as far as the new leader knows), and waits for room. The survivors' jobs end; the lost one
+    # runs again where they ran, blocked on its own release file (so it is seen running as attempt 2).
     lost = on_node["n1"]
+    wait_until(
+        lambda: len(survivor.job(lost)["attempts"]) == 1 and survivor.job(lost)["attempts"][0]["outcome"] == "crashed",
+        timeout=30,
+        what=f"{lost} closed as crashed",
+    )
+    for job_id, release in zip(jobs, releases, strict=True):
+        if job_id != lost:
+            release.touch()
     wait_until(
         lambda: (j := survivor.job(lost))["status"] == "running" and j["attempt_count"] == 2,
         timeout=30,
         what=f"{lost} retried on a surviving node",
     )
-    for release in releases:
-        release.touch()
+    releases[jobs.index(lost)].touch()
     for job_id in jobs:
         survivor.wait_status(job_id, "succeeded", timeout=30)
     attempts = attempts_by_job(survivor, jobs)
