@@ -184,8 +184,9 @@ def take_protocol_key(scope: Scope) -> str | None:
 def decode_protocol_key(encoded: str) -> str:
     """The key of a `taskq.bearer.` subprotocol; 401 when it is not base64url of UTF-8 text."""
     try:
-        return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
+        padded = encoded + "=" * (-len(encoded) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
         raise Unauthenticated.because(f"the {KEY_PROTOCOL} subprotocol does not hold base64url text") from None
 
 

@@ -90,7 +90,7 @@ function attemptsTable(job) {
       h(
         "thead",
         {},
-        h("tr", {}, h("th", {}, "#"), h("th", {}, "Outcome"), h("th", {}, "Started"), h("th", {}, "Duration"), h("th", {}, "Worker"), withNode ? h("th", {}, "Node") : null, h("th", {}, "Error")),
+        h("tr", {}, h("th", {}, "#"), h("th", {}, "Outcome"), h("th", { class: "opt" }, "Started"), h("th", {}, "Duration"), h("th", { class: "opt" }, "Worker"), withNode ? h("th", {}, "Node") : null, h("th", {}, "Error")),
       ),
       h(
         "tbody",
@@ -101,9 +101,9 @@ function attemptsTable(job) {
             { "data-attempt": String(a.attempt) },
             h("td", { class: "num" }, String(a.attempt)),
             h("td", {}, a.outcome ? badge(a.outcome) : badge("running")),
-            h("td", {}, time(a.started_at)),
+            h("td", { class: "opt" }, time(a.started_at)),
             h("td", { class: "num" }, duration(between(a.started_at, a.finished_at))),
-            h("td", {}, a.worker_pid ? `pid ${a.worker_pid}` : "–"),
+            h("td", { class: "opt" }, a.worker_pid ? `pid ${a.worker_pid}` : "–"),
             withNode ? h("td", {}, a.node || "–") : null,
             h("td", { class: "error" }, a.error || ""),
           ),
@@ -145,50 +145,78 @@ const NODE_W = 180;
 const NODE_H = 34;
 const GAP = 12;
 const COLUMN_GAP = 70;
+const GUTTER = 44; // the narrow layout's edges curve out into a gutter on each side
 
 function label(text, limit = 22) {
   return text.length > limit ? `${text.slice(0, limit - 1)}…` : text;
 }
 
-export function graphSvg(graph) {
-  const columns = [graph.parents, [{ job_id: graph.job_id, type: graph.type, status: graph.status }], graph.children];
-  const tallest = Math.max(...columns.map((c) => c.length), 1);
-  const height = tallest * (NODE_H + GAP) + GAP;
-  const width = 3 * NODE_W + 2 * COLUMN_GAP;
+function nodeShape(node, at, self) {
+  const shape = [
+    s("rect", { x: at.x, y: at.y, width: NODE_W, height: NODE_H, rx: 6 }),
+    s("text", { x: at.x + 8, y: at.y + 14, class: "node-id" }, label(node.job_id)),
+    s("text", { x: at.x + 8, y: at.y + 28, class: "node-meta" }, label(`${node.status.replace("_", " ")} · ${node.type}`, 26)),
+    s("title", {}, `${node.job_id} (${node.type}): ${node.status}`),
+  ];
+  if (self) return s("g", { class: `node self st-${node.status}`, "data-node": node.job_id }, shape);
+  return s("a", { href: `#/jobs/${encodeURIComponent(node.job_id)}`, class: `node st-${node.status}`, "data-node": node.job_id }, shape);
+}
+
+// Parents, the job and its children as three columns, left to right; below `narrow` px of room, as
+// one column, top to bottom (parents' edges curve through the right gutter, children's through the
+// left), so that a phone needs no sideways scrolling.
+export function graphSvg(graph, narrow = false) {
+  const self = { job_id: graph.job_id, type: graph.type, status: graph.status };
+  const tiers = [graph.parents, [self], graph.children];
   const place = new Map();
-  columns.forEach((column, i) => {
-    const top = (height - column.length * (NODE_H + GAP) + GAP) / 2;
-    column.forEach((node, j) => place.set(`${i}:${node.job_id}`, { x: i * (NODE_W + COLUMN_GAP), y: top + j * (NODE_H + GAP) }));
-  });
+  let width;
+  let height;
+  if (narrow) {
+    let y = GAP;
+    tiers.forEach((tier, i) => {
+      for (const node of tier) {
+        place.set(`${i}:${node.job_id}`, { x: GUTTER, y });
+        y += NODE_H + GAP;
+      }
+      if (tier.length) y += GAP;
+    });
+    width = NODE_W + 2 * GUTTER;
+    height = y;
+  } else {
+    const tallest = Math.max(...tiers.map((c) => c.length), 1);
+    height = tallest * (NODE_H + GAP) + GAP;
+    width = 3 * NODE_W + 2 * COLUMN_GAP;
+    tiers.forEach((tier, i) => {
+      const top = (height - tier.length * (NODE_H + GAP) + GAP) / 2;
+      tier.forEach((node, j) => place.set(`${i}:${node.job_id}`, { x: i * (NODE_W + COLUMN_GAP), y: top + j * (NODE_H + GAP) }));
+    });
+  }
   const center = place.get(`1:${graph.job_id}`);
+  const edge = (d) => s("path", { class: "edge", d, "marker-end": "url(#arrow)" });
   const curve = (from, to) => {
-    const x1 = from.x + NODE_W;
     const y1 = from.y + NODE_H / 2;
-    const x2 = to.x - 4;
     const y2 = to.y + NODE_H / 2;
-    const mid = (x1 + x2) / 2;
-    return s("path", { class: "edge", d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`, "marker-end": "url(#arrow)" });
+    if (!narrow) {
+      const x1 = from.x + NODE_W;
+      const x2 = to.x - 4;
+      const mid = (x1 + x2) / 2;
+      return edge(`M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`);
+    }
+    // parent -> job through the right gutter, job -> child through the left one
+    const right = from !== center;
+    const x = right ? from.x + NODE_W : from.x;
+    const bend = right ? x + GUTTER - 6 : x - GUTTER + 6;
+    const end = right ? x + 4 : x - 4;
+    return edge(`M${x},${y1} C${bend},${y1} ${bend},${y2} ${end},${y2}`);
   };
   const edges = [
     ...graph.parents.map((p) => curve(place.get(`0:${p.job_id}`), center)),
     ...graph.children.map((c) => curve(center, place.get(`2:${c.job_id}`))),
   ];
-  const nodes = columns.flatMap((column, i) =>
-    column.map((node) => {
-      const at = place.get(`${i}:${node.job_id}`);
-      const shape = [
-        s("rect", { x: at.x, y: at.y, width: NODE_W, height: NODE_H, rx: 6 }),
-        s("text", { x: at.x + 8, y: at.y + 14, class: "node-id" }, label(node.job_id)),
-        s("text", { x: at.x + 8, y: at.y + 28, class: "node-meta" }, label(`${node.status.replace("_", " ")} · ${node.type}`, 26)),
-        s("title", {}, `${node.job_id} (${node.type}): ${node.status}`),
-      ];
-      if (i === 1) return s("g", { class: `node self st-${node.status}`, "data-node": node.job_id }, shape);
-      return s("a", { href: `#/jobs/${encodeURIComponent(node.job_id)}`, class: `node st-${node.status}`, "data-node": node.job_id }, shape);
-    }),
-  );
+  const nodes = tiers.flatMap((tier, i) => tier.map((node) => nodeShape(node, place.get(`${i}:${node.job_id}`), i === 1)));
   return s(
     "svg",
-    { class: "graph", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `dependency graph of ${graph.job_id}` },
+    { class: `graph${narrow ? " narrow" : ""}`, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `dependency graph of ${graph.job_id}` },
     s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", class: "arrow" }))),
     edges,
     nodes,
@@ -217,6 +245,7 @@ export function renderJob(context, root, jobId) {
   let lastLog = 0;
   let logTimer = null;
   let neighbours = new Set();
+  const narrowGraph = () => graph.clientWidth < 620;
 
   function renderActions() {
     const buttons = [];
@@ -309,7 +338,7 @@ export function renderJob(context, root, jobId) {
       clear(
         graph,
         h("h2", { id: "g-title" }, "Dependencies"),
-        answer.parents.length || answer.children.length ? h("div", { class: "scroll" }, graphSvg(answer)) : notice("No parents and no children."),
+        answer.parents.length || answer.children.length ? graphSvg(answer, narrowGraph()) : notice("No parents and no children."),
         note.length ? notice(`Cut: ${note.join(", ")}.`) : null,
       );
     } catch (error) {
@@ -373,11 +402,19 @@ export function renderJob(context, root, jobId) {
       graphSoon();
     }
   });
+  // A turned phone or a resized window redraws the graph in the layout that fits.
+  let wasNarrow = null;
+  const resized = new ResizeObserver(() => {
+    if (graph.clientWidth && narrowGraph() !== wasNarrow && wasNarrow !== null) graphSoon();
+    wasNarrow = narrowGraph();
+  });
+  resized.observe(graph);
   loadJob().then(() => followLogs());
   loadGraph();
   return () => {
     stopped = true;
     unsubscribe();
+    resized.disconnect();
     clearTimeout(logTimer);
   };
 }

@@ -80,12 +80,24 @@ function throughputChart(minutes) {
       s("rect", { class: "bar-failed", x, y: height - ok - bad, width: bar, height: bad }, s("title", {}, label)),
     ];
   });
-  return s(
-    "svg",
-    { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "jobs finished per minute" },
-    s("line", { class: "axis", x1: 0, y1: height - 0.5, x2: width, y2: height - 0.5 }),
-    s("text", { class: "chart-top", x: 4, y: 12 }, `${top}/min`),
-    bars,
+  const clock = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
+  // Stretched to the card's width (preserveAspectRatio none): bars only, the labels are HTML below.
+  return h(
+    "figure",
+    { class: "chart-figure" },
+    s(
+      "svg",
+      { class: "chart", viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none", role: "img", "aria-label": "jobs finished per minute" },
+      s("line", { class: "axis", x1: 0, y1: height - 0.5, x2: width, y2: height - 0.5 }),
+      bars,
+    ),
+    h(
+      "figcaption",
+      { class: "chart-scale" },
+      h("span", {}, minutes.length ? clock(minutes[0].at) : ""),
+      h("span", {}, `tallest bar: ${top} per minute`),
+      h("span", {}, "now"),
+    ),
   );
 }
 
