@@ -49,12 +49,18 @@ def screenshot_dir() -> Path:
     return folder
 
 
-def photograph(page: Page, name: str) -> None:
-    """The page as it is now, at each width; the viewport goes back to 1280 px afterwards."""
+def photograph(page: Page, name: str, *, dark: bool = False) -> None:
+    """The page as it is now, at each width (and in dark mode too, when asked); the viewport goes back
+    to 1280 px and light mode afterwards."""
     folder = screenshot_dir()
-    for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 900})
-        page.screenshot(path=str(folder / f"{name}-{width}.png"), full_page=True, animations="disabled")
+    for scheme in ("light", "dark") if dark else ("light",):
+        page.emulate_media(color_scheme=scheme)
+        suffix = "-dark" if scheme == "dark" else ""
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": 900})
+            path = folder / f"{name}{suffix}-{width}.png"
+            page.screenshot(path=str(path), full_page=True, animations="disabled")
+    page.emulate_media(color_scheme="light")
     page.set_viewport_size({"width": WIDTHS[0], "height": 900})
 
 
@@ -222,11 +228,12 @@ def test_the_overview_shows_capacity_counts_and_recent_throughput_live(
     # Without a reload: the stream's events make the page read /stats again.
     expect(running).to_have_text("1")
     expect(page.locator(".gauge").first).to_contain_text("1 / 2 units")
-    photograph(page, "overview")
     release.touch()
     console.wait_status(f"{ids}-hold", "succeeded")
     expect(running).to_have_text("0")
     expect(page.locator('[data-total="succeeded"]')).not_to_have_text("0 succeeded")
+    expect(page.locator('.chart .bar-ok:not([height="0"])')).not_to_have_count(0)  # its minute's bar
+    photograph(page, "overview", dark=True)
 
 
 def test_a_job_goes_from_pending_to_succeeded_in_the_jobs_table_without_a_reload(
@@ -313,7 +320,7 @@ def test_a_failed_jobs_page_explains_it_draws_its_graph_and_re_drives_it(
     node = page.locator(f'svg.graph a[data-node="{child}"]')
     expect(node).to_have_class("node st-upstream_failed")
     expect(page.locator(".log")).to_contain_text("simulated transient failure")
-    photograph(page, "job")
+    photograph(page, "job", dark=True)
 
     page.get_by_role("button", name="Re-drive").click()
     dialog = page.get_by_role("dialog")
@@ -439,42 +446,30 @@ def test_the_dead_letter_queue_re_drives_a_selection_after_confirmation(
         console.wait_status(job_id, "succeeded")
 
 
-def types_answer(console: Service) -> int:
-    return console.http.get("/types").status_code
+def answers(console: Service, path: str) -> int:
+    return console.http.get(path).status_code
 
 
-def schedules_answer(console: Service) -> int:
-    return console.http.get("/schedules").status_code
-
-
-def test_the_types_page_says_so_when_the_service_has_no_type_controls(
-    page: Page, console: Service, keys: dict[str, str]
+@pytest.mark.parametrize(
+    ("page_name", "said"),
+    [("types", "Type controls are not available"), ("schedules", "Schedules are not available")],
+)
+def test_a_page_says_so_when_the_service_lacks_its_routes(
+    page: Page, console: Service, keys: dict[str, str], page_name: str, said: str
 ) -> None:
     from playwright.sync_api import expect
 
-    if types_answer(console) != 404:
-        pytest.skip("this service has GET /types: test_pausing_a_type_holds_its_jobs covers the page")
-    sign_in(page, keys["operator"], "#/types")
-    expect(page.get_by_text("Type controls are not available on this service")).to_be_visible()
-    photograph(page, "types")
-
-
-def test_the_schedules_page_says_so_when_the_service_has_no_schedules(
-    page: Page, console: Service, keys: dict[str, str]
-) -> None:
-    from playwright.sync_api import expect
-
-    if schedules_answer(console) != 404:
-        pytest.skip("this service has GET /schedules: test_a_schedule_is_listed_and_paused covers the page")
-    sign_in(page, keys["operator"], "#/schedules")
-    expect(page.get_by_text("Schedules are not available on this service")).to_be_visible()
-    photograph(page, "schedules")
+    if answers(console, f"/{page_name}") != 404:
+        pytest.skip(f"this service has GET /{page_name}: the tests of that page cover it")
+    sign_in(page, keys["operator"], f"#/{page_name}")
+    expect(page.get_by_text(f"{said} on this service")).to_be_visible()
+    photograph(page, page_name)
 
 
 def test_pausing_a_type_holds_its_jobs(page: Page, console: Service, keys: dict[str, str], ids: str) -> None:
     from playwright.sync_api import expect
 
-    if types_answer(console) == 404:
+    if answers(console, "/types") == 404:
         pytest.skip("GET /types is not on this branch's service yet (answered 404)")
     kind = "data_export"  # a type no other test of the module submits
     sign_in(page, keys["operator"], "#/types")
@@ -502,7 +497,7 @@ def test_pausing_a_type_holds_its_jobs(page: Page, console: Service, keys: dict[
 def test_a_schedule_is_listed_and_paused(page: Page, console: Service, keys: dict[str, str], ids: str) -> None:
     from playwright.sync_api import expect
 
-    if schedules_answer(console) == 404:
+    if answers(console, "/schedules") == 404:
         pytest.skip("GET /schedules is not on this branch's service yet (answered 404)")
     schedule_id = f"{ids}-yearly"
     created = console.http.post(

@@ -95,7 +95,7 @@ function throughputChart(minutes) {
       "figcaption",
       { class: "chart-scale" },
       h("span", {}, minutes.length ? clock(minutes[0].at) : ""),
-      h("span", {}, `tallest bar: ${top} per minute`),
+      h("span", {}, minutes.some((m) => m.succeeded + m.failed) ? `tallest bar: ${top} per minute` : "nothing finished"),
       h("span", {}, "now"),
     ),
   );
@@ -157,7 +157,7 @@ export function renderOverview(context, root) {
           h("span", { class: "ok", "data-total": "succeeded" }, `${sum("succeeded")} succeeded`),
           h("span", { class: "bad", "data-total": "failed" }, `${sum("failed")} failed`),
           h("span", { "data-total": "retried" }, `${sum("retried")} retried`),
-          h("span", { "data-total": "started" }, `${sum("started")} attempts started`),
+          h("span", { "data-total": "started" }, `${sum("started")} started`),
         ),
         throughputChart(answer.minutes),
         h("p", { class: "legend" }, h("span", { class: "key-ok" }, "succeeded"), h("span", { class: "key-failed" }, "failed")),
