@@ -185,11 +185,14 @@ export function graphSvg(graph, narrow = false) {
   } else {
     const tallest = Math.max(...tiers.map((c) => c.length), 1);
     height = tallest * (NODE_H + GAP) + GAP;
-    width = 3 * NODE_W + 2 * COLUMN_GAP;
+    let column = 0; // an empty side takes no column
     tiers.forEach((tier, i) => {
       const top = (height - tier.length * (NODE_H + GAP) + GAP) / 2;
-      tier.forEach((node, j) => place.set(`${i}:${node.job_id}`, { x: i * (NODE_W + COLUMN_GAP), y: top + j * (NODE_H + GAP) }));
+      const x = column * (NODE_W + COLUMN_GAP);
+      tier.forEach((node, j) => place.set(`${i}:${node.job_id}`, { x, y: top + j * (NODE_H + GAP) }));
+      if (tier.length) column += 1;
     });
+    width = column * NODE_W + (column - 1) * COLUMN_GAP;
   }
   const center = place.get(`1:${graph.job_id}`);
   const edge = (d) => s("path", { class: "edge", d, "marker-end": "url(#arrow)" });
@@ -214,13 +217,17 @@ export function graphSvg(graph, narrow = false) {
     ...graph.children.map((c) => curve(center, place.get(`2:${c.job_id}`))),
   ];
   const nodes = tiers.flatMap((tier, i) => tier.map((node) => nodeShape(node, place.get(`${i}:${node.job_id}`), i === 1)));
-  return s(
+  const drawing = s(
     "svg",
     { class: `graph${narrow ? " narrow" : ""}`, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `dependency graph of ${graph.job_id}` },
     s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", class: "arrow" }))),
     edges,
     nodes,
   );
+  // Shrinks with its card but never grows past its own size (text stays at its drawn size). Set
+  // through the CSSOM, which the CSP allows; a style attribute it would refuse.
+  drawing.style.maxWidth = `${width}px`;
+  return drawing;
 }
 
 // ------------------------------------------------------------------------------------------------- page
@@ -327,23 +334,30 @@ export function renderJob(context, root, jobId) {
     }
   }
 
+  let lastGraph = null;
+
   async function loadGraph() {
     try {
       const answer = await get(`/jobs/${encodeURIComponent(jobId)}/graph`);
       if (stopped) return;
-      neighbours = new Set([...answer.parents, ...answer.children].map((n) => n.job_id));
-      const note = [];
-      if (answer.more_parents) note.push("more parents than shown");
-      if (answer.more_children) note.push("more children than shown");
-      clear(
-        graph,
-        h("h2", { id: "g-title" }, "Dependencies"),
-        answer.parents.length || answer.children.length ? graphSvg(answer, narrowGraph()) : notice("No parents and no children."),
-        note.length ? notice(`Cut: ${note.join(", ")}.`) : null,
-      );
+      lastGraph = answer;
+      drawGraph(answer);
     } catch (error) {
       clear(graph, h("h2", { id: "g-title" }, "Dependencies"), notice(error.message, "error"));
     }
+  }
+
+  function drawGraph(answer) {
+    neighbours = new Set([...answer.parents, ...answer.children].map((n) => n.job_id));
+    const note = [];
+    if (answer.more_parents) note.push("more parents than shown");
+    if (answer.more_children) note.push("more children than shown");
+    clear(
+      graph,
+      h("h2", { id: "g-title" }, "Dependencies"),
+      answer.parents.length || answer.children.length ? graphSvg(answer, narrowGraph()) : notice("No parents and no children."),
+      note.length ? notice(`Cut: ${note.join(", ")}.`) : null,
+    );
   }
 
   async function loadLogs() {
@@ -405,7 +419,7 @@ export function renderJob(context, root, jobId) {
   // A turned phone or a resized window redraws the graph in the layout that fits.
   let wasNarrow = null;
   const resized = new ResizeObserver(() => {
-    if (graph.clientWidth && narrowGraph() !== wasNarrow && wasNarrow !== null) graphSoon();
+    if (graph.clientWidth && narrowGraph() !== wasNarrow && wasNarrow !== null && lastGraph) drawGraph(lastGraph);
     wasNarrow = narrowGraph();
   });
   resized.observe(graph);

@@ -249,6 +249,8 @@ export function renderJobs(context, root) {
   const status = h("p", { class: "muted", "aria-live": "polite" }, "Loading…");
   clear(root, h("h1", {}, "Jobs"), form, status, h("div", { class: "scroll" }, table), more);
 
+  // 50 a page; `limit` in the address (1-500) changes it, as it does for the API.
+  const pageSize = Math.min(500, Math.max(1, Number.parseInt(context.params.get("limit") || "50", 10) || 50));
   const rows = new Map(); // job_id -> {tr, cells, latest}
   let cursor = null;
   let loaded = false;
@@ -316,7 +318,7 @@ export function renderJobs(context, root) {
 
   async function load() {
     try {
-      const page = await get(`/jobs${query({ ...filters, limit: 50, cursor })}`);
+      const page = await get(`/jobs${query({ ...filters, limit: pageSize, cursor })}`);
       for (const job of page.items) if (!rows.has(job.job_id)) body.append(row(job));
       cursor = page.next_cursor;
       more.hidden = !cursor;
