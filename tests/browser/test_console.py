@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 import pytest
 
-from tests.conftest import _SHARED_ROOTS, ROOT, PgServer, Service
+from tests.conftest import _SHARED_ROOTS, ROOT, PgServer, Service, wait_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -209,6 +209,25 @@ def test_sign_in_keeps_the_key_in_the_tabs_session_storage_never_in_the_url(
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in to taskq")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('taskq.key')") is None
+
+
+def test_a_key_revoked_while_the_page_is_open_sends_it_back_to_sign_in(
+    page: Page, console: Service, keys: dict[str, str]
+) -> None:
+    from playwright.sync_api import expect
+
+    made = console.http.post("/keys", json={"name": "short-lived", "scopes": ["read"]}).json()
+    sign_in(page, made["key"])
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+    assert console.http.delete(f"/keys/{made['key_id']}").status_code == 204
+    refused = {"Authorization": f"Bearer {made['key']}"}
+    wait_until(lambda: console.http.get("/stats", headers=refused).status_code == 401, what="the revoke in force")
+    go(page, "#/jobs")  # the page's next call is refused
+
+    expect(page.get_by_role("heading", name="Sign in to taskq")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("no longer valid")
     assert page.evaluate("sessionStorage.getItem('taskq.key')") is None
 
 

@@ -19,6 +19,13 @@ export function storeKey(key) {
   else sessionStorage.removeItem(KEY_ITEM);
 }
 
+// Set by the shell: called when the stored key is refused (revoked while the page is open).
+let onRefusedKey = null;
+
+export function whenKeyRefused(callback) {
+  onRefusedKey = callback;
+}
+
 export class ApiError extends Error {
   constructor(status, problem) {
     const detail = (problem && (problem.detail || problem.title)) || `HTTP ${status}`;
@@ -52,6 +59,7 @@ export async function call(method, path, body, key = storedKey()) {
   } catch {
     parsed = { detail: text.slice(0, 200) };
   }
+  if (response.status === 401 && key && key === storedKey() && onRefusedKey) onRefusedKey();
   if (!response.ok) throw new ApiError(response.status, parsed);
   return parsed;
 }

@@ -2,7 +2,7 @@
 // needed, keeps the shared event stream, and routes #/... to a page. Each page's render returns a
 // function that undoes its subscriptions and timers when another page takes over.
 
-import { ApiError, Stream, call, storeKey, storedKey } from "./api.js";
+import { ApiError, Stream, call, storeKey, storedKey, whenKeyRefused } from "./api.js";
 import { clear, h, notice } from "./dom.js";
 import { renderJob } from "./job.js";
 import { renderDeadLetters, renderJobs, renderOverview } from "./pages.js";
@@ -136,6 +136,7 @@ function showLogin(message) {
 
 async function boot() {
   signOut.addEventListener("click", () => showLogin(""));
+  whenKeyRefused(() => showLogin("The key is no longer valid (revoked?). Sign in again."));
   window.addEventListener("hashchange", route);
   try {
     identity = await call("GET", "/auth/whoami");
