@@ -11,7 +11,9 @@ of its rate limit (`service/api/limits.py`), so a refused request never reaches 
 
 Browsers: a WebSocket handshake, and a request with an unsafe method while keys are not required, is
 refused when its `Origin` is neither the API's own (the Host header) nor in TASKQ_ALLOWED_ORIGINS.
-Requests without an Origin (curl, SDKs, Prometheus) are judged by their key alone.
+Requests without an Origin (curl, SDKs, Prometheus) are judged by their key alone. A WebSocket's key
+may come as the Authorization header, a `?token=` parameter or a `taskq.bearer.<base64url>` subprotocol
+(what the web console sends); the last two are taken out of the scope before anything can log them.
 """
 
 from __future__ import annotations
