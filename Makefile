@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,9 +39,12 @@ fmt: $(STAMP) ## format the code
 	$(BIN)/ruff format service tests scripts
 	$(BIN)/ruff check --fix service tests scripts
 
+screenshots: $(STAMP) ## run the console's browser tests and keep their screenshots for the README (tests/browser/screenshots)
+	TASKQ_SCREENSHOT_DIR=tests/browser/screenshots $(BIN)/python -m pytest tests/browser -q
+
 bench: $(STAMP) ## run the benchmarks and write evaluation_results.md (PEERS=1: then the peer queues too)
 	PEERS=$(PEERS) $(BIN)/python -m scripts.bench
 
 eval: bench ## alias of bench
 
-.PHONY: help venv run migrate schema test lint fmt bench eval
+.PHONY: help venv run migrate schema test lint fmt screenshots bench eval

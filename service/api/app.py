@@ -21,9 +21,10 @@ from litestar.params import Parameter
 from service import handlers
 from service.api import problems
 from service.api.auth import KeyRing
+from service.api.console import console_file, console_index, job_graph, load_console, throughput
 from service.api.fast_path import http_metrics
 from service.api.intake import JOB_ID, refuse_while_draining, submit_many, submit_one
-from service.api.keys import delete_key, list_keys, post_key
+from service.api.keys import delete_key, list_keys, post_key, whoami
 from service.api.scheduler_link import SchedulerLink
 from service.api.schemas import (
     BatchAccepted,
@@ -110,8 +111,11 @@ async def list_jobs(
     priority: str | None = None,
     limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     cursor: str | None = None,
+    id_prefix: str | None = None,
 ) -> JobPage:
-    return await job_page(state, status=status, type=type, priority=priority, limit=limit, cursor=cursor)
+    return await job_page(
+        state, status=status, type=type, priority=priority, limit=limit, cursor=cursor, id_prefix=id_prefix
+    )
 
 
 @patch("/jobs/{job_id:str}/cancel", summary="Cancel a job", tags=["jobs"])
@@ -355,8 +359,13 @@ def create_app(settings: Settings, database_url: str, scheduler_socket: str, res
             post_key,
             list_keys,
             delete_key,
+            whoami,
+            job_graph,
+            throughput,
+            console_index,
+            console_file,
         ],
-        state=State({"keyring": keyring}),
+        state=State({"keyring": keyring, "console": load_console()}),
         lifespan=[lifespan],
         exception_handlers={
             TaskqError: problems.on_taskq_error,

@@ -11,12 +11,15 @@ of its rate limit (`service/api/limits.py`), so a refused request never reaches 
 
 Browsers: a WebSocket handshake, and a request with an unsafe method while keys are not required, is
 refused when its `Origin` is neither the API's own (the Host header) nor in TASKQ_ALLOWED_ORIGINS.
-Requests without an Origin (curl, SDKs, Prometheus) are judged by their key alone.
+Requests without an Origin (curl, SDKs, Prometheus) are judged by their key alone. A WebSocket's key
+may come as the Authorization header, a `?token=` parameter or a `taskq.bearer.<base64url>` subprotocol
+(what the web console sends); the last two are taken out of the scope before anything can log them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import hmac
@@ -42,6 +45,14 @@ log = logging.getLogger("taskq.api.auth")
 TTL_SECONDS = 1.0
 CACHE_LIMIT = 10_000  # key ids remembered; beyond it the cache starts over (a flood of made-up ids)
 OPEN = None
+# Any valid key, whatever its scopes: for the route that tells a key what it may do (the console asks
+# it before drawing buttons), which a key of any single scope must be able to reach.
+ANY_KEY = "any key"
+# A browser cannot set headers on a WebSocket handshake, and a key in the URL ends up in histories and
+# proxy logs. The console offers its key as one of the handshake's subprotocols instead, base64url so any
+# key is a valid token (Kubernetes does the same with `base64url.bearer.authorization.k8s.io.`). The
+# service selects only `taskq`, so the key is never echoed back.
+KEY_PROTOCOL = "taskq.bearer."
 
 # (method, route) -> the scope it needs, or OPEN. "WS" is the WebSocket handshake.
 ROUTES: dict[tuple[str, str], str | None] = {
@@ -59,6 +70,13 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("POST", "/keys"): ADMIN,
     ("GET", "/keys"): ADMIN,
     ("DELETE", "/keys/{key_id}"): ADMIN,
+    ("GET", "/auth/whoami"): ANY_KEY,
+    # The console's own reads beyond the job routes (service/api/console.py).
+    ("GET", "/jobs/{job_id}/graph"): READ,
+    ("GET", "/stats/throughput"): READ,
+    # The console's static files: the page must load before it can ask for a key. They hold no data.
+    ("GET", "/ui"): OPEN,
+    ("GET", "/ui/{version}/{file}"): OPEN,
     # Probes and the scrape target carry no job data (see README "Security"); orchestrators and
     # Prometheus call them without credentials.
     ("GET", "/health/live"): OPEN,
@@ -146,6 +164,32 @@ def take_token(scope: Scope) -> str | None:
     token = next((v for k, v in pairs if k == "token"), None)
     scope["query_string"] = urlencode([(k, v) for k, v in pairs if k != "token"]).encode("latin-1")
     return token or None
+
+
+def take_protocol_key(scope: Scope) -> str | None:
+    """The key a WebSocket handshake offers as a `taskq.bearer.<base64url>` subprotocol (still encoded),
+    removed from the scope's subprotocols and from its Sec-WebSocket-Protocol header, so that nothing
+    after this layer (the handler, a log line) sees it."""
+    offered: list[str] = scope.get("subprotocols") or []
+    found = [p for p in offered if p.startswith(KEY_PROTOCOL)]
+    if not found:
+        return None
+    kept = [p for p in offered if not p.startswith(KEY_PROTOCOL)]
+    scope["subprotocols"] = kept
+    headers = [(n, v) for n, v in scope["headers"] if n != b"sec-websocket-protocol"]
+    if kept:
+        headers.append((b"sec-websocket-protocol", ", ".join(kept).encode("latin-1")))
+    scope["headers"] = headers
+    return found[0][len(KEY_PROTOCOL) :]
+
+
+def decode_protocol_key(encoded: str) -> str:
+    """The key of a `taskq.bearer.` subprotocol; 401 when it is not base64url of UTF-8 text."""
+    try:
+        padded = encoded + "=" * (-len(encoded) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
+        raise Unauthenticated.because(f"the {KEY_PROTOCOL} subprotocol does not hold base64url text") from None
 
 
 # ------------------------------------------------------------------------------------------------ the keys
@@ -313,6 +357,7 @@ def guard(
         method = "WS" if websocket else scope["method"]
         path: str = scope["path"]
         query_token = take_token(scope) if websocket else None
+        protocol_key = take_protocol_key(scope) if websocket else None
         try:
             if websocket or (ring.open and method not in _SAFE_METHODS):
                 origin = header(headers, b"origin")
@@ -324,12 +369,14 @@ def guard(
                 needed, route = required_scope(method, path)
                 if needed is not None:
                     token = bearer(headers) or query_token
+                    if token is None and protocol_key is not None:
+                        token = decode_protocol_key(protocol_key)
                     if token is None:
                         raise Unauthenticated.because("is missing; send Authorization: Bearer <key>")
                     verified = await ring.verify(token)
                     if verified is None:
                         raise Unauthenticated.because("the API key is not valid: unknown, revoked or mistyped")
-                    if needed not in verified.scopes:
+                    if needed != ANY_KEY and needed not in verified.scopes:
                         raise MissingScope.needing(needed, method, route)
                     caller, rates = verified.caller, verified.rates
             elif limited:

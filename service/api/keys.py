@@ -1,4 +1,5 @@
-"""The `/keys` routes (admin scope): create, list and revoke API keys.
+"""The `/keys` routes (admin scope): create, list and revoke API keys; and `GET /auth/whoami` (any valid
+key), which tells a key its own scopes.
 
 Writing a key is not a job state change, so it does not go through the scheduler; the API writes the
 `api_keys` table directly (tests/unit/test_house_rules.py allows exactly these store functions).
@@ -13,10 +14,10 @@ from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
 
 from service import credentials
-from service.api.auth import KeyRing
-from service.api.schemas import CreatedKey, KeyRates, KeyView, decode_key_request, require_json
+from service.api.auth import KeyRing, bearer
+from service.api.schemas import CreatedKey, Identity, KeyRates, KeyView, decode_key_request, require_json
 from service.api.submit import timestamp
-from service.errors import InvalidRequest, KeyNotFound
+from service.errors import InvalidRequest, KeyNotFound, Unauthenticated
 from service.settings import Rate
 from service.store import gateway
 
@@ -95,3 +96,18 @@ async def delete_key(key_id: str, state: State) -> None:
     ring: KeyRing = state.keyring
     ring.forget(key_id)
     log.info("API key %s (%s) revoked", key_id, revoked.name)
+
+
+@get("/auth/whoami", summary="The caller's own scopes", tags=["keys"])
+async def whoami(request: Request[Any, Any, Any], state: State) -> Identity:
+    """Any valid key may ask (the guard has checked it); the console hides the actions a key lacks the
+    scope for. The guard does not hand its verdict on, so the key is looked up again: a cached dict
+    lookup and one hash comparison."""
+    ring: KeyRing = state.keyring
+    if ring.open:
+        return Identity(auth_required=False, caller=None, scopes=credentials.ordered(credentials.ALL_SCOPES))
+    token = bearer(list(request.scope["headers"]))
+    verified = await ring.verify(token) if token is not None else None
+    if verified is None:  # revoked between the guard's check and this one
+        raise Unauthenticated.because("the API key is not valid: unknown, revoked or mistyped")
+    return Identity(auth_required=True, caller=verified.caller, scopes=credentials.ordered(verified.scopes))

@@ -447,3 +447,12 @@ class CreatedKey(msgspec.Struct):
     created_at: str
     key: str
     rate_limits: KeyRates | None = None
+
+
+class Identity(msgspec.Struct):
+    """GET /auth/whoami: what the presented key may do, so that a client (the console) offers only the
+    actions it is allowed. With keys not required, every scope and no caller."""
+
+    auth_required: bool
+    caller: str | None
+    scopes: list[str]

@@ -32,6 +32,9 @@ from service.store import gateway
 log = logging.getLogger("taskq.api.stream")
 T = TypeVar("T")
 
+# The subprotocol a browser offers beside its key (see auth.KEY_PROTOCOL): a browser fails a handshake
+# whose answer selects none of the subprotocols it offered, so the service selects this one.
+SUBPROTOCOL = "taskq"
 REPLAY_PAGE = 1000
 SLOW_CONSUMER_CLOSE = 1008
 TRY_AGAIN_LATER = 1013  # RFC 6455 close code: the server is overloaded, retry later
@@ -138,7 +141,7 @@ async def job_stream(
     # Each client holds up to its buffer, so their number is bounded too. The place is taken before the
     # first await: two handshakes at the same moment cannot both see the last free one.
     if hub.clients >= limit:
-        await socket.accept()
+        await _accept(socket)
         state.telemetry.add("taskq_stream_disconnects", reason="too_many_clients")
         await socket.close(code=TRY_AGAIN_LATER, reason=f"too many stream clients (TASKQ_MAX_STREAM_CLIENTS={limit})")
         return
@@ -157,7 +160,7 @@ async def _serve(
     status: str | None,
     after: int | None,
 ) -> None:
-    await socket.accept()
+    await _accept(socket)
     if status is not None and status not in Status.__members__.values():
         await socket.close(code=1008, reason=f"unknown status {status!r}")
         return
@@ -188,6 +191,11 @@ async def _serve(
     finally:
         hub.unsubscribe(subscriber)
         watcher.cancel()
+
+
+async def _accept(socket: WebSocket[Any, Any, Any]) -> None:
+    offered = socket.scope.get("subprotocols") or ()
+    await socket.accept(subprotocols=SUBPROTOCOL if SUBPROTOCOL in offered else None)
 
 
 async def _unless(work: Awaitable[T], *stops: asyncio.Event) -> tuple[bool, Any]:

@@ -142,8 +142,12 @@ def decode_cursor(cursor: str) -> int:
         raise InvalidQuery.field("cursor", "is not a cursor this service issued") from None
 
 
-def check_filters(*, status: str | None = None, type: str | None = None, priority: str | None = None) -> None:
+def check_filters(
+    *, status: str | None = None, type: str | None = None, priority: str | None = None, id_prefix: str | None = None
+) -> None:
     """The query parameters of the job listings, one rule each, with 400 naming the parameter."""
+    if id_prefix is not None and not (0 < len(id_prefix) <= 128 and "\x00" not in id_prefix):
+        raise InvalidQuery.field("id_prefix", "must be 1-128 characters without NUL")
     if type is not None and "\x00" in type:  # PostgreSQL cannot compare text holding NUL: not a 500
         raise InvalidQuery.field("type", "must not contain the NUL character")
     if status is not None and status not in Status.__members__.values():
@@ -161,13 +165,20 @@ async def job_page(
     limit: int,
     cursor: str | None,
     positions: bool = True,
+    id_prefix: str | None = None,
 ) -> JobPage:
     """One page of jobs, newest first, behind an opaque keyset cursor (the last seq shown): the pager of
     `GET /jobs` and `GET /dlq`. One row beyond the page says whether there is a next one."""
-    check_filters(status=status, type=type, priority=priority)
+    check_filters(status=status, type=type, priority=priority, id_prefix=id_prefix)
     before = decode_cursor(cursor) if cursor else None
     records = await gateway.list_jobs(
-        pool_of(state), status=status, type=type, priority=priority, before_seq=before, limit=limit + 1
+        pool_of(state),
+        status=status,
+        type=type,
+        priority=priority,
+        before_seq=before,
+        limit=limit + 1,
+        id_prefix=id_prefix,
     )
     page, more = records[:limit], len(records) > limit
     places: dict[str, int] = {}

@@ -268,6 +268,7 @@ async def list_jobs(
     priority: str | None,
     before_seq: int | None,
     limit: int,
+    id_prefix: str | None = None,
 ) -> list[JobRecord]:
     """Keyset pagination, newest first: one statement text per combination of the filters given, so
     that each has a plan of its own with the matching index (jobs_terminal_status_seq_idx, jobs_live_idx,
@@ -290,11 +291,37 @@ async def list_jobs(
         where("j.type = {}::text", type)
     if priority is not None:
         where("j.priority = {}::job_priority", priority)
+    if id_prefix is not None:
+        # No index serves a prefix in seq order: the scan walks seq backwards and stops at a full page.
+        where("starts_with(j.job_id, {}::text)", id_prefix)
     if before_seq is not None:
         where("j.seq < {}::bigint", before_seq)
     args.append(limit)
     query = Q["list_jobs"].format(where=" AND ".join(conditions) if conditions else "true", limit=f"${len(args)}")
     return _typed(JobRecord, await db.fetch(query, *args))
+
+
+class Neighbour(msgspec.Struct, frozen=True, gc=False):
+    relation: str  # "parent" or "child"
+    job_id: str
+    type: str
+    status: str
+
+
+async def job_neighbours(db: Executor, job_id: str, limit: int) -> list[Neighbour]:
+    return _typed(Neighbour, await db.fetch(Q["job_neighbours"], job_id, limit))
+
+
+class MinuteCounts(msgspec.Struct, frozen=True, gc=False):
+    minute: float  # epoch seconds of the minute's start
+    started: int
+    succeeded: int
+    failed: int
+    retried: int
+
+
+async def recent_throughput(db: Executor, minutes: int) -> list[MinuteCounts]:
+    return _typed(MinuteCounts, await db.fetch(Q["recent_throughput"], minutes))
 
 
 class LogEntry(msgspec.Struct, frozen=True, gc=False):

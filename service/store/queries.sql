@@ -93,6 +93,46 @@ WHERE job_id = $1 AND id > $2
 ORDER BY id
 LIMIT $3;
 
+-- name: job_neighbours
+-- The console's dependency graph of one job: its parents and its children with their statuses, at most
+-- $2 of each (a fan-out can have thousands; the caller asks one more to know it cut). Parents come
+-- through the primary key, children through job_dependencies_depends_on_idx.
+(SELECT 'parent' AS relation, j.job_id, j.type, j.status::text AS status
+ FROM job_dependencies d JOIN jobs j ON j.job_id = d.depends_on
+ WHERE d.job_id = $1
+ ORDER BY j.seq
+ LIMIT $2)
+UNION ALL
+(SELECT 'child' AS relation, j.job_id, j.type, j.status::text AS status
+ FROM job_dependencies d JOIN jobs j ON j.job_id = d.job_id
+ WHERE d.depends_on = $1
+ ORDER BY j.seq
+ LIMIT $2);
+
+-- name: recent_throughput
+-- The console's overview: per minute over the last $1 minutes (every minute, zeros included, on the
+-- database's clock), attempts started, jobs succeeded, jobs failed for good and attempts retried, from
+-- the stream's kept events. That table holds only the newest 100,000-200,000 events, so this reads a
+-- bounded window (no index on `at` is kept for it); on a node busier than that the oldest minutes are
+-- partly pruned.
+WITH counts AS (
+    SELECT date_trunc('minute', at) AS m,
+           count(*) FILTER (WHERE event = 'started') AS started,
+           count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           count(*) FILTER (WHERE event = 'retry_scheduled') AS retried
+    FROM job_events
+    WHERE at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1)
+    GROUP BY 1
+)
+SELECT extract(epoch FROM g.m)::float8 AS minute,
+       coalesce(c.started, 0) AS started, coalesce(c.succeeded, 0) AS succeeded,
+       coalesce(c.failed, 0) AS failed, coalesce(c.retried, 0) AS retried
+FROM generate_series(date_trunc('minute', now()) - make_interval(mins => $1 - 1), date_trunc('minute', now()),
+                     interval '1 minute') AS g(m)
+LEFT JOIN counts c USING (m)
+ORDER BY g.m;
+
 -- name: count_by_status
 SELECT status::text AS status, count(*) AS n FROM jobs GROUP BY status;
 

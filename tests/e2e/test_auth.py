@@ -4,6 +4,7 @@ through the API and the `taskq keys` CLI, against the real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import sys
@@ -33,6 +34,8 @@ GUARDED: list[tuple[str, str, str, Any]] = [
     ("GET", "/jobs/no-such-job/logs", "read", None),
     ("GET", "/jobs/no-such-job/explain", "read", None),
     ("GET", "/stats", "read", None),
+    ("GET", "/stats/throughput", "read", None),
+    ("GET", "/jobs/no-such-job/graph", "read", None),
     ("PATCH", "/jobs/no-such-job/cancel", "admin", None),
     ("POST", "/jobs/no-such-job/retry", "admin", None),
     ("GET", "/dlq", "admin", None),
@@ -41,7 +44,7 @@ GUARDED: list[tuple[str, str, str, Any]] = [
     ("DELETE", "/keys/000000000000", "admin", None),
     ("GET", "/no/such/route", "admin", None),  # unknown routes need admin: deny by default
 ]
-OPEN_ROUTES = ["/health/live", "/health/ready", "/metrics", "/openapi.json", "/schema/openapi.json"]
+OPEN_ROUTES = ["/health/live", "/health/ready", "/metrics", "/openapi.json", "/schema/openapi.json", "/ui"]
 
 
 def secret_of(key: str) -> str:
@@ -295,6 +298,49 @@ def test_the_stream_accepts_a_key_as_token_parameter_or_header_and_never_logs_it
     assert BOOTSTRAP not in secured.logs()
 
 
+def key_protocol(key: str) -> str:
+    """The subprotocol a browser offers its key in (see auth.KEY_PROTOCOL)."""
+    return "taskq.bearer." + base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+async def selected_protocol(url: str, protocols: list[str]) -> str | None:
+    async with websockets.connect(url, open_timeout=10, subprotocols=protocols) as socket:  # type: ignore[arg-type]
+        return socket.subprotocol
+
+
+def test_the_stream_takes_a_key_as_a_subprotocol_and_never_echoes_or_logs_it(
+    secured: Service, scoped_keys: dict[str, str]
+) -> None:
+    token = scoped_keys["read"]
+    own = f"http://127.0.0.1:{secured.port}"
+
+    chosen = asyncio.run(selected_protocol(ws_url(secured, "?after=0"), ["taskq", key_protocol(token)]))
+
+    assert chosen == "taskq"  # a browser fails a handshake that selects none of its offers
+    assert asyncio.run(handshake(ws_url(secured), subprotocols=["taskq", key_protocol(BOOTSTRAP)], origin=own)) == 101
+    assert asyncio.run(handshake(ws_url(secured), subprotocols=["taskq", key_protocol(scoped_keys["submit"])])) == 403
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert asyncio.run(handshake(ws_url(secured), subprotocols=["taskq", key_protocol(forged)])) == 401
+    assert asyncio.run(handshake(ws_url(secured), subprotocols=["taskq", "taskq.bearer.%%%"])) == 401
+    wait_until(lambda: "WebSocket /jobs/stream?after=0" in secured.logs(), timeout=5, what="the handshake's log line")
+    assert secret_of(token) not in secured.logs()
+    assert key_protocol(token) not in secured.logs()
+
+
+def test_whoami_tells_a_key_its_own_scopes(secured: Service, scoped_keys: dict[str, str]) -> None:
+    for scope, key in scoped_keys.items():
+        response = call(secured, "GET", "/auth/whoami", key=key)
+
+        assert response.status_code == 200, response.text
+        assert response.json()["scopes"] == [scope]
+        assert response.json()["auth_required"] is True
+        assert response.json()["caller"] == f"key {key.split('_')[1]}"
+    everything = call(secured, "GET", "/auth/whoami", key=BOOTSTRAP).json()
+    assert everything == {"auth_required": True, "caller": "bootstrap key", "scopes": ["submit", "read", "admin"]}
+    assert_problem(call(secured, "GET", "/auth/whoami"), 401)
+    assert_problem(call(secured, "GET", "/auth/whoami", key="tq_000000000000_" + "A" * 43), 401)
+
+
 def test_the_stream_refuses_a_foreign_origin_even_with_a_key(secured: Service, scoped_keys: dict[str, str]) -> None:
     token = scoped_keys["read"]
     own = f"http://127.0.0.1:{secured.port}"
@@ -318,6 +364,11 @@ def test_loopback_without_keys_is_open_until_a_key_exists(service_factory: Calla
     service = service_factory().start()
     assert service.http.get("/jobs").status_code == 200
     assert service.http.post("/jobs", json=JOB).status_code == 201
+    assert service.http.get("/auth/whoami").json() == {
+        "auth_required": False,
+        "caller": None,
+        "scopes": ["submit", "read", "admin"],
+    }
     # Open, but a browser page elsewhere still cannot post a bodiless admin request (form CSRF).
     cross = service.http.post("/jobs/no-such-job/retry", headers={"Origin": "https://evil.example"})
     assert_problem(cross, 403)

@@ -4,6 +4,7 @@ the token's removal from a WebSocket's query string, the key cache's expiry and 
 from __future__ import annotations
 
 import asyncio
+import base64
 import warnings
 from typing import Any
 
@@ -13,6 +14,7 @@ from litestar.exceptions import LitestarDeprecationWarning
 from service import credentials
 from service.api import auth
 from service.api.app import create_app
+from service.errors import Unauthenticated
 from service.settings import Secret, SettingsError, is_loopback, load
 from service.store import gateway
 
@@ -105,6 +107,14 @@ def test_every_route_the_app_serves_is_in_the_scope_map() -> None:
         ("GET", "/metrics", None),
         ("GET", "/openapi.json", None),
         ("GET", "/schema/swagger", None),
+        ("GET", "/auth/whoami", auth.ANY_KEY),
+        ("GET", "/jobs/abc/graph", "read"),
+        ("GET", "/stats/throughput", "read"),
+        ("GET", "/ui", None),
+        ("GET", "/ui/", None),
+        ("GET", "/ui/0123456789abcdef/app.js", None),
+        ("GET", "/ui/0123456789abcdef/sub/app.js", "admin"),
+        ("POST", "/ui", "admin"),
         # not routes: admin, so that nothing new is open by accident
         ("DELETE", "/jobs/abc", "admin"),
         ("GET", "/jobs/abc/logs/extra", "admin"),
@@ -168,6 +178,26 @@ def test_the_token_parameter_is_taken_out_of_a_websockets_query_string() -> None
     assert auth.take_token(scope) == "tq_abc"
     assert scope["query_string"] == b"after=5&status=failed"
     assert auth.take_token({"query_string": b"after=5"}) is None
+
+
+def test_a_key_subprotocol_is_taken_out_of_the_handshake_and_decoded() -> None:
+    key = "tq_0123456789ab_" + "x/y+z=" * 8  # any text, even characters that are not token characters
+    encoded = base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+    offered = f"taskq, taskq.bearer.{encoded}".encode()
+    scope: dict[str, Any] = {
+        "subprotocols": ["taskq", f"taskq.bearer.{encoded}"],
+        "headers": [(b"host", b"x"), (b"sec-websocket-protocol", offered)],
+    }
+
+    taken = auth.take_protocol_key(scope)
+
+    assert taken == encoded
+    assert auth.decode_protocol_key(taken) == key
+    assert scope["subprotocols"] == ["taskq"]
+    assert scope["headers"] == [(b"host", b"x"), (b"sec-websocket-protocol", b"taskq")]
+    assert auth.take_protocol_key({"subprotocols": ["taskq"], "headers": []}) is None
+    with pytest.raises(Unauthenticated):
+        auth.decode_protocol_key("%%%")
 
 
 # ------------------------------------------------------------------------------------------- the cache
