@@ -167,10 +167,19 @@ class Zygote:
                 self._reap()  # children that already ended while we forked
 
     def _send(self, message: Any, fds: list[int] | None = None) -> None:
-        if fds:
-            socket.send_fds(self.control, [_encoder.encode(message)], fds)
-        else:
-            self.control.send(_encoder.encode(message))
+        packet = _encoder.encode(message)
+        while True:
+            try:
+                if fds:
+                    socket.send_fds(self.control, [packet], fds, socket.MSG_DONTWAIT)
+                else:
+                    self.control.send(packet, socket.MSG_DONTWAIT)
+                return
+            except BlockingIOError:
+                # The supervisor reads nothing (a queue holds only net.unix.max_dgram_qlen packets, 10 by
+                # default): it may be frozen, which is when the lease matters. Wait for room, checking it.
+                select.select([], [self.control], [], LEASE_CHECK_SECONDS)
+                self._enforce_lease()
 
     def _reap(self) -> None:
         exits: list[tuple[int, int]] = []
