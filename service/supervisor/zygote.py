@@ -168,6 +168,7 @@ class Zygote:
                 request = _to_zygote.decode(data)
                 for _ in range(request.count):
                     self._spawn()
+                    self._enforce_lease()  # a long burst of forks must not delay it either
                 self._reap()  # children that already ended while we forked
 
     def _send(self, message: Any, fds: list[int] | None = None) -> None:
