@@ -344,7 +344,7 @@ class Supervisor:
         if missing <= 0:
             return
         try:
-            self.zygote.spawn(missing)
+            self.zygote.spawn(missing, lambda: self._enforce_lease(time.monotonic()))
         except ZygoteGone:
             self._zygote_lost()
             return

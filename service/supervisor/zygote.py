@@ -33,6 +33,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -83,15 +84,18 @@ class ZygoteLink:
         self.sock.setblocking(False)
         self.pid = self.process.pid
 
-    def spawn(self, count: int) -> None:
-        """Ask for `count` more spares; each arrives as a `WorkerForked`. Raises ZygoteGone."""
+    def spawn(self, count: int, while_waiting: Callable[[], None]) -> None:
+        """Ask for `count` more spares; each arrives as a `WorkerForked`. Raises ZygoteGone.
+        `while_waiting` runs every `LEASE_CHECK_SECONDS` while the zygote reads nothing (stopped or stuck),
+        so that the supervisor still enforces its lease."""
         packet = _encoder.encode(SpawnWorkers(count))
         while True:
             try:
                 self.sock.send(packet)
                 return
             except BlockingIOError:  # its queue is full of requests it has not read yet: wait for room
-                select.select([], [self.sock], [])
+                if not select.select([], [self.sock], [], LEASE_CHECK_SECONDS)[1]:
+                    while_waiting()
             except OSError as exc:
                 raise ZygoteGone(str(exc)) from exc
 
@@ -164,13 +168,23 @@ class Zygote:
                 request = _to_zygote.decode(data)
                 for _ in range(request.count):
                     self._spawn()
+                    self._enforce_lease()  # a long burst of forks must not delay it either
                 self._reap()  # children that already ended while we forked
 
     def _send(self, message: Any, fds: list[int] | None = None) -> None:
-        if fds:
-            socket.send_fds(self.control, [_encoder.encode(message)], fds)
-        else:
-            self.control.send(_encoder.encode(message))
+        packet = _encoder.encode(message)
+        while True:
+            try:
+                if fds:
+                    socket.send_fds(self.control, [packet], fds, socket.MSG_DONTWAIT)
+                else:
+                    self.control.send(packet, socket.MSG_DONTWAIT)
+                return
+            except BlockingIOError:
+                # The supervisor has read nothing for a while (the socket's send buffer holds a few hundred
+                # packets): it may be frozen, which is when the lease matters. Wait for room, checking it.
+                select.select([], [self.control], [], LEASE_CHECK_SECONDS)
+                self._enforce_lease()
 
     def _reap(self) -> None:
         exits: list[tuple[int, int]] = []

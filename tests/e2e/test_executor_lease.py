@@ -8,12 +8,14 @@ tests/e2e/test_failures.py run it through the whole process tree.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -34,7 +36,10 @@ from service.protocol import (
     SupervisorHello,
     SupervisorStats,
     SupervisorToScheduler,
+    WorkersExited,
 )
+from service.supervisor.lease import SharedExpiry
+from service.supervisor.zygote import MAX_PACKET, Zygote
 from service.transport import FrameBuffer, send_frame
 from tests.conftest import ROOT, wait_until
 
@@ -259,3 +264,66 @@ def test_a_silent_scheduler_makes_the_supervisor_kill_its_attempts_after_the_lea
     assert finished.error is not None, finished
     assert "lost its lease" in finished.error, finished
     wait_until(lambda: gone(worker), timeout=10, what="the worker to be gone")
+
+
+def test_a_supervisor_blocked_on_a_stopped_zygote_still_kills_at_the_lease(
+    cluster_node: tuple[subprocess.Popen[bytes], FakeScheduler, Path], tmp_path: Path
+) -> None:
+    """The mirror case: the zygote reads nothing (stopped, stuck), so requests for workers fill its queue
+    and the supervisor waits for room; it must still kill at the lease, through the worker's pidfd."""
+    _, scheduler, log = cluster_node
+    scheduler.expect(SupervisorHello)
+    scheduler.lease = LEASE
+    scheduler.expect(SupervisorStats)
+    scheduler.send(run_job("job_a", {"release_file": str(tmp_path / "never")}))
+    worker = scheduler.expect(AttemptStarted, lambda m: m.job_id == "job_a").pid
+    zygote = psutil.Process(worker).ppid()
+    os.kill(zygote, signal.SIGSTOP)
+    try:
+        wait_until(lambda: stopped(zygote), what="the zygote to be stopped")
+        scheduler.lease = 0.0
+        # Each waits for a worker and asks the zygote for one more: more requests than its socket holds
+        # (its send buffer: about 280 small packets here).
+        for n in range(400):
+            scheduler.send(run_job(f"job_{n}", {}))
+        wait_until(lambda: gone(worker), timeout=15, what="the supervisor to kill the worker")
+        assert stopped(zygote), "the supervisor killed it, not the zygote"
+        assert "handing back" in log.read_text()
+    finally:
+        os.kill(zygote, signal.SIGCONT)
+    finished = scheduler.finished("job_a")
+    assert finished.outcome is Outcome.CRASHED, finished
+    assert finished.error is not None, finished
+    assert "lost its lease" in finished.error, finished
+
+
+def test_a_zygote_blocked_on_a_frozen_supervisor_s_full_queue_still_kills_at_the_lease() -> None:
+    """A frozen supervisor reads none of the zygote's packets, and a Unix socket's send buffer holds a few
+    hundred: a zygote that waited for room without looking at the lease would never kill anything."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    shared, fd = SharedExpiry.create()
+    zygote = Zygote(theirs, SharedExpiry.attach(os.dup(fd)))
+    worker = subprocess.Popen(["sleep", "60"], start_new_session=True)  # leads its own group, as a worker does
+    zygote.children.add(worker.pid)
+    try:
+        with contextlib.suppress(BlockingIOError):
+            while True:  # fill the queue, as exit reports do while the supervisor is stopped
+                theirs.send(b"x", socket.MSG_DONTWAIT)
+        shared.write(time.monotonic() + 0.3)
+        sender = threading.Thread(target=zygote._send, args=(WorkersExited([]),))
+        sender.start()
+        wait_until(lambda: worker.poll() is not None, timeout=10, what="the zygote to kill the worker")
+        assert worker.returncode == -signal.SIGKILL
+        ours.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while ours.recv(MAX_PACKET):  # the supervisor runs again: the report goes through
+                pass
+        sender.join(10)
+        assert not sender.is_alive()
+    finally:
+        worker.kill()
+        worker.wait()
+        for sock in (ours, theirs, zygote._wake_r, zygote._wake_w):
+            sock.close()
+        shared.close()
+        os.close(fd)
