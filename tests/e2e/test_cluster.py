@@ -270,3 +270,41 @@ def test_draining_one_node_lets_its_job_finish_and_leaves_the_others_running(clu
     assert leader.job(on_node["n1"])["status"] == "running"  # untouched
     releases[jobs.index(on_node["n1"])].touch()
     assert leader.wait_status(extra["job_id"], "succeeded")["attempts"][0]["node"] == "n1"
+
+
+def test_an_executor_stopped_past_its_lease_has_its_attempt_killed_then_rerun_elsewhere(cluster: Cluster) -> None:
+    leader = cluster.start("n1")
+    frozen_node = cluster.start("n2")
+    cluster.wait_nodes(leader, {"n1", "n2"})
+    payloads = [cluster.blocker() for _ in range(2)]
+    jobs = [
+        leader.submit(type="quick_task", payload=payload, job_id=f"f-{i}", resource_requirements={"cpu_units": 2})[
+            "job_id"
+        ]
+        for i, (payload, _) in enumerate(payloads)
+    ]
+    wait_until(lambda: all(leader.job(j)["status"] == "running" for j in jobs), what="one job on each node")
+    on_node = {leader.job(j)["attempts"][-1]["node"]: j for j in jobs}
+    victim = on_node["n2"]
+    worker = psutil.Process(wait_until(lambda: leader.job(victim)["attempts"][0]["worker_pid"], what="its pid"))
+    supervisor = psutil.Process(frozen_node.actor_pids()["supervisor"])
+    supervisor.suspend()  # SIGSTOP: no word from n2 while its worker goes on, until the lease runs out
+    try:
+        # The zygote kills the worker once the executor's lease has lapsed, with the supervisor still stopped.
+        wait_until(lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE, timeout=20, what="kill")
+        # The leader closes the silent node's attempt only after the lease plus the kill grace; n1 is busy,
+        # so the retry waits for it.
+        wait_until(lambda: leader.job(victim)["attempts"][0]["outcome"] == "crashed", timeout=20, what="attempt closed")
+        payloads[jobs.index(on_node["n1"])][1].touch()
+        wait_until(lambda: leader.job(victim)["attempt_count"] == 2, timeout=20, what=f"{victim} re-run")
+    finally:
+        supervisor.resume()
+    payloads[jobs.index(victim)][1].touch()
+    for job_id in jobs:
+        leader.wait_status(job_id, "succeeded", timeout=30)
+    attempts = attempts_by_job(leader, jobs)
+    assert [a["node"] for a in attempts[victim]] == ["n2", "n1"]
+    assert [a["outcome"] for a in attempts[victim]] == ["crashed", "succeeded"]
+    assert_no_overlap(attempts)
+    # n2 comes back (its Hello reconciles the attempt it lost) and takes work again.
+    cluster.wait_nodes(leader, {"n1", "n2"})
