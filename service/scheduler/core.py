@@ -27,8 +27,10 @@ from service.dag import parents_first
 from service.model import ZERO, Outcome, Resources, RetryPolicy, Status, first_status
 from service.protocol import CancelVerdict, NewJob
 from service.scheduler.queue import ReadyQueue
+from service.scheduler.type_controls import TypeControls
 
 BACKFILL_DEPTH = 512
+HELD_SCAN_LIMIT = 10_000  # jobs held back by their type's control that one dispatch pass looks past
 RECENT_TERMINAL = 100_000
 COMPACT_SLACK = 1024
 _LIVE = frozenset({Status.BLOCKED, Status.PENDING, Status.SCHEDULED, Status.RUNNING})
@@ -191,6 +193,7 @@ class SchedulerCore:
         self._queue_changed = True
         self._zero_cpu_pending = 0
         self._zero_mem_pending = 0
+        self.controls = TypeControls()  # per-type pause, max_running, max_starts_per_second
 
     # ------------------------------------------------------------------------------------------- queries
 
@@ -288,10 +291,15 @@ class SchedulerCore:
                 "until": None if math.isinf(reservation.at) else reservation.at,
                 "left_over": {"cpu_units": reservation.extra.cpu_units, "memory_mb": reservation.extra.memory_mb},
             }
+        held = self.controls.admits(job.type, now)
+        if held is not None:
+            info["type_control"] = held
         if not self.supervisor_ready:
             info["reason"] = "dispatch is paused: no supervisor is connected"
         elif self.draining:
             info["reason"] = "the service is draining: nothing new starts"
+        elif held is not None:
+            info["reason"] = f"{held}: it keeps its place in line and waits; other types pass it"
         elif reservation is not None and reservation.job_id == job.job_id:
             needs = ", ".join(f"{v} more {k}" for k, v in shortfall.items())
             info["reason"] = f"first in line but needs {needs}; resources are reserved for it as running jobs end"
@@ -381,6 +389,7 @@ class SchedulerCore:
             self._count(job, job.status, +1)
             self.running[job.job_id] = job
             self.used = self.used + job.need
+            self.controls.adopt(job.type)
             self._queue_changed = True
             return
         if new.status is Status.PENDING and ready_at is not None:
@@ -442,6 +451,7 @@ class SchedulerCore:
             return False
         del self.running[job_id]
         self.used = self.used - job.need
+        self.controls.ended(job.type)
         self._queue_changed = True
         ran_for = max(0.0, now - job.started_at) if job.started_at is not None else 0.0
         job.started_at = None
@@ -561,20 +571,34 @@ class SchedulerCore:
         if not self.supervisor_ready or self.draining:
             self.reservation = None
             return
-        if not self._queue_changed:
+        if not self._queue_changed and not self.controls.due(now):
             return  # nothing became pending, left the queue or freed resources: the last pass still holds
         self._queue_changed = False
         self.reservation = None
         free = self.free
         extra = ZERO
-        while (head_id := self.queue.head()) is not None:  # in order, while the head fits
-            head = self.jobs[head_id]
-            if not head.need.fits_in(free):
-                break
-            self._start(head, now, backfilled=False)
-            free = free - head.need
-        else:
-            return
+        held: list[Job] = []  # held back by their type's control: out of the queue for this loop only
+        try:
+            while (head_id := self.queue.head()) is not None:  # in order, while the head fits
+                head = self.jobs[head_id]
+                if self.controls.admits(head.type, now) is not None:
+                    if len(held) >= HELD_SCAN_LIMIT:
+                        return
+                    assert head.ready_at is not None
+                    self.queue.remove(head.ready_at, head.level, head.seq)  # passed over, never the head
+                    held.append(head)
+                    continue
+                if not head.need.fits_in(free):
+                    break
+                self.controls.started(head.type, now)
+                self._start(head, now, backfilled=False)
+                free = free - head.need
+            else:
+                return
+        finally:
+            for job in held:  # back in their places: their keys did not change
+                assert job.ready_at is not None
+                self.queue.add(job.ready_at, job.level, job.seq, job.job_id)
         self.reservation = self._reserve(head, free, now)
         if (free.cpu_units <= 0 and not self._zero_cpu_pending) or (free.memory_mb <= 0 and not self._zero_mem_pending):
             return  # nothing waiting could fit in what is free: no scan
@@ -582,7 +606,7 @@ class SchedulerCore:
         chosen: list[Job] = []
         for job_id in itertools.islice(self.queue, 1, BACKFILL_DEPTH):
             job = self.jobs[job_id]
-            if not job.need.fits_in(free):
+            if not job.need.fits_in(free) or self.controls.admits(job.type, now) is not None:
                 continue
             if self.reservation.at != math.inf and self._end_bound(job.timeout_seconds, now) < self.reservation.at:
                 pass  # done before the head's reserved start: cannot delay it
@@ -591,6 +615,7 @@ class SchedulerCore:
             else:
                 continue
             chosen.append(job)
+            self.controls.started(job.type, now)
             free = free - job.need
         for job in chosen:
             self._start(job, now, backfilled=True)
