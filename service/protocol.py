@@ -2,8 +2,8 @@
 
 Links (all length-prefixed msgpack frames, see `service.transport`):
 
-* api -> scheduler: `ApiHello`, `Submitted`, `CancelRequest`, `PositionQuery`, `ExplainQuery`; answered by
-  `Reply`.
+* api -> scheduler: `ApiHello`, `Submitted`, `CancelRequest`, `PositionQuery`, `ExplainQuery`,
+  `SchedulesChanged`, `TypeControl`; answered by `Reply`.
 * supervisor -> scheduler: `SupervisorHello`, `AttemptStarted`, `AttemptFinished`, `HandlerLog`.
 * scheduler -> supervisor: `RunJob`, `KillJob`, `Ack`.
 * supervisor <-> worker: `WorkerJob` down, `WorkerLog` and `WorkerResult` up.
@@ -117,6 +117,22 @@ class Reply(Message):
     live_jobs: int | None = None  # with a Submitted's answer: jobs waiting or running now
 
 
+class SchedulesChanged(Message):
+    """The API committed a new, changed or deleted schedule: the scheduler reloads the schedules."""
+
+    request_id: int
+
+
+class TypeControl(Message):
+    """The API committed a type's controls (PATCH /types/{type}): here they are, as stored now."""
+
+    request_id: int
+    job_type: str
+    paused: bool
+    max_running: int | None
+    max_starts_per_second: float | None
+
+
 ApiToScheduler = (
     ApiHello
     | Submitted
@@ -127,6 +143,8 @@ ApiToScheduler = (
     | MetricsQuery
     | HealthQuery
     | StatsQuery
+    | SchedulesChanged
+    | TypeControl
 )
 
 

@@ -21,6 +21,15 @@ from litestar.params import Parameter
 from service import handlers
 from service.api import problems
 from service.api.auth import KeyRing
+from service.api.controls import (
+    create_schedule,
+    delete_schedule,
+    get_schedule,
+    list_schedules,
+    list_types,
+    patch_schedule,
+    patch_type,
+)
 from service.api.fast_path import http_metrics
 from service.api.intake import JOB_ID, refuse_while_draining, submit_many, submit_one
 from service.api.keys import delete_key, list_keys, post_key
@@ -109,8 +118,11 @@ async def list_jobs(
     priority: str | None = None,
     limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     cursor: str | None = None,
+    schedule_id: str | None = None,
 ) -> JobPage:
-    return await job_page(state, status=status, type=type, priority=priority, limit=limit, cursor=cursor)
+    return await job_page(
+        state, status=status, type=type, priority=priority, limit=limit, cursor=cursor, schedule_id=schedule_id
+    )
 
 
 @patch("/jobs/{job_id:str}/cancel", summary="Cancel a job", tags=["jobs"])
@@ -340,6 +352,13 @@ def create_app(settings: Settings, database_url: str, scheduler_socket: str, res
             post_key,
             list_keys,
             delete_key,
+            create_schedule,
+            list_schedules,
+            get_schedule,
+            patch_schedule,
+            delete_schedule,
+            list_types,
+            patch_type,
         ],
         state=State({"keyring": keyring}),
         lifespan=[lifespan],

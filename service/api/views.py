@@ -50,6 +50,7 @@ def job_view(record: gateway.JobRecord, *, position: int | None = None) -> JobVi
         error=record.error,
         result=_json(record.result),
         position_in_queue=position,
+        schedule_id=record.schedule_id,
         attempts=[
             AttemptView(
                 attempt=a["attempt"],
@@ -129,10 +130,13 @@ def decode_cursor(cursor: str) -> int:
         raise InvalidQuery.field("cursor", "is not a cursor this service issued") from None
 
 
-def check_filters(*, status: str | None = None, type: str | None = None, priority: str | None = None) -> None:
+def check_filters(
+    *, status: str | None = None, type: str | None = None, priority: str | None = None, schedule_id: str | None = None
+) -> None:
     """The query parameters of the job listings, one rule each, with 400 naming the parameter."""
-    if type is not None and "\x00" in type:  # PostgreSQL cannot compare text holding NUL: not a 500
-        raise InvalidQuery.field("type", "must not contain the NUL character")
+    for name, text in (("type", type), ("schedule_id", schedule_id)):
+        if text is not None and "\x00" in text:  # PostgreSQL cannot compare text holding NUL: not a 500
+            raise InvalidQuery.field(name, "must not contain the NUL character")
     if status is not None and status not in Status.__members__.values():
         raise InvalidQuery.field("status", f"must be one of: {', '.join(s.value for s in Status)}")
     if priority is not None and priority not in Priority.__members__.values():
@@ -148,13 +152,20 @@ async def job_page(
     limit: int,
     cursor: str | None,
     positions: bool = True,
+    schedule_id: str | None = None,
 ) -> JobPage:
     """One page of jobs, newest first, behind an opaque keyset cursor (the last seq shown): the pager of
     `GET /jobs` and `GET /dlq`. One row beyond the page says whether there is a next one."""
-    check_filters(status=status, type=type, priority=priority)
+    check_filters(status=status, type=type, priority=priority, schedule_id=schedule_id)
     before = decode_cursor(cursor) if cursor else None
     records = await gateway.list_jobs(
-        pool_of(state), status=status, type=type, priority=priority, before_seq=before, limit=limit + 1
+        pool_of(state),
+        status=status,
+        type=type,
+        priority=priority,
+        before_seq=before,
+        limit=limit + 1,
+        schedule_id=schedule_id,
     )
     page, more = records[:limit], len(records) > limit
     places: dict[str, int] = {}
