@@ -268,7 +268,7 @@ def test_catch_up_one_fires_the_latest_missed_hour_only(
 def test_catch_up_none_passes_the_missed_hours_over(
     service_factory: Callable[..., Service], pg: PgServer, database_url: str
 ) -> None:
-    service, down_since, restarted_at = restart_after_hours_of_downtime(service_factory, pg, database_url, "none")
+    service, _, restarted_at = restart_after_hours_of_downtime(service_factory, pg, database_url, "none")
     # The first pass after the restart decides the missed hours: checked_through moves past them.
     wait_until(
         lambda: ts(schedule(service, "hourly")["checked_through"]) >= restarted_at // HOUR * HOUR,
