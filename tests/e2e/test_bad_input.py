@@ -325,7 +325,7 @@ SCHEDULE_CASES: list[tuple[str, Any, int, str]] = [
         {**SCHEDULE, "job": {"type": "quick_task", "resource_requirements": {"cpu_units": 9}}},
         422,
         "job.resource_requirements.cpu_units",
-    ),  # noqa: E501
+    ),
     ("job with its own id", {**SCHEDULE, "job": {"type": "quick_task", "job_id": "x"}}, 422, "job.job_id"),
     ("job with dependencies", {**SCHEDULE, "job": {"type": "quick_task", "depends_on": ["a"]}}, 422, "job.depends_on"),
     (
@@ -333,7 +333,7 @@ SCHEDULE_CASES: list[tuple[str, Any, int, str]] = [
         {**SCHEDULE, "job": {"type": "quick_task", "payload": {"a": "\u0000"}}},
         422,
         "job.payload",
-    ),  # noqa: E501
+    ),
     (
         "job retry delays reversed",
         {
@@ -342,7 +342,7 @@ SCHEDULE_CASES: list[tuple[str, Any, int, str]] = [
         },
         422,
         "job.retry_config.max_delay_seconds",
-    ),  # noqa: E501
+    ),
     ("missing job", {"schedule_id": "nightly", "cron": "0 3 * * *"}, 422, "job"),
     ("missing cron", {"schedule_id": "nightly", "job": {"type": "quick_task"}}, 422, "cron"),
     ("bad overlap", {**SCHEDULE, "overlap": "queue"}, 422, "overlap"),
