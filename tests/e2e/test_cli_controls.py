@@ -1,27 +1,17 @@
 """`taskq schedules ...` and `taskq types ...`, run as the real CLI (through the Python client) against a
-real service. The service is this module's own: the tests change type controls, which others would see."""
+real service. `shared` is test_cli's module fixture, so this module gets a service of its own: the tests
+change type controls, which others would see."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import _SHARED_ROOTS, PgServer, Service
-from tests.e2e.test_cli import taskq, unique
+from tests.conftest import Service
+from tests.e2e.test_cli import shared, taskq, unique
 
-
-@pytest.fixture(scope="module")
-def shared(pg: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    log = tmp_path_factory.mktemp("cli-controls") / "service.log"
-    service = Service(pg.fresh_database(), log, {}).start()
-    _SHARED_ROOTS.add(service.pid)
-    yield service
-    _SHARED_ROOTS.discard(service.pid)
-    code = service.stop()
-    service.http.close()
-    assert code == 0, f"taskq serve exited with {code}:\n{service.logs()}"
+__all__ = ["shared"]  # a fixture: used by name
 
 
 def test_schedules_create_list_get_pause_resume_delete(shared: Service) -> None:

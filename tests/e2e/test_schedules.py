@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests.conftest import ROOT, PgServer, Service, wait_until
+from tests.conftest import PgServer, Service, wait_until
 
 EVERY_SECOND = "* * * * * *"
 
@@ -134,19 +132,9 @@ def test_a_per_second_schedule_fires_every_tick_once_across_a_restart(
     assert_every_tick_once(ticks)
 
 
-def start_standby(service: Service) -> subprocess.Popen[bytes]:
+def start_standby(service: Service) -> None:
     """A second `taskq serve` on the same database, its scheduler waiting for the scheduler lock."""
-    log = service.log_path.open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve"],
-        cwd=ROOT,
-        env=service.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log.close()
-    service.process = process
+    service.spawn()
 
     def live() -> bool:
         try:
@@ -156,7 +144,6 @@ def start_standby(service: Service) -> subprocess.Popen[bytes]:
 
     wait_until(live, timeout=30, what="the standby's API")
     wait_until(lambda: "waiting as a standby" in service.logs(), what="the standby's scheduler to wait for the lock")
-    return process
 
 
 def test_two_scheduler_candidates_fire_each_tick_once_and_the_standby_takes_over(
