@@ -245,6 +245,7 @@ CREATE TABLE public.jobs (
     terminal_status public.job_status,
     dispatched_to text,
     node text,
+    schedule_id text,
     CONSTRAINT finished_iff_terminal CHECK (((finished_at IS NOT NULL) = (status = ANY (ARRAY['succeeded'::public.job_status, 'failed'::public.job_status, 'cancelled'::public.job_status, 'upstream_failed'::public.job_status])))),
     CONSTRAINT jobs_attempt_count_check CHECK ((attempt_count >= 0)),
     CONSTRAINT jobs_attempts_charged_check CHECK ((attempts_charged >= 0)),
@@ -325,11 +326,51 @@ CREATE TABLE public.scheduler_lease (
 
 
 --
+-- Name: schedules; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.schedules (
+    schedule_id text NOT NULL,
+    cron text NOT NULL,
+    timezone text NOT NULL,
+    job jsonb NOT NULL,
+    overlap text NOT NULL,
+    catch_up text NOT NULL,
+    paused boolean DEFAULT false NOT NULL,
+    checked_through timestamp with time zone DEFAULT now() NOT NULL,
+    last_fired_at timestamp with time zone,
+    last_job_id text,
+    version bigint DEFAULT 1 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT schedules_catch_up_check CHECK ((catch_up = ANY (ARRAY['none'::text, 'one'::text, 'all'::text]))),
+    CONSTRAINT schedules_overlap_check CHECK ((overlap = ANY (ARRAY['skip'::text, 'allow'::text]))),
+    CONSTRAINT schedules_schedule_id_check CHECK (((schedule_id ~ '^[A-Za-z0-9._-]+$'::text) AND (length(schedule_id) <= 100)))
+);
+
+
+--
 -- Name: schema_migrations; Type: TABLE; Schema: public; Owner: -
 --
 
 CREATE TABLE public.schema_migrations (
     version character varying NOT NULL
+);
+
+
+--
+-- Name: type_controls; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.type_controls (
+    type text NOT NULL,
+    paused boolean DEFAULT false NOT NULL,
+    max_running integer,
+    max_starts_per_second double precision,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT type_controls_max_running_check CHECK ((max_running >= 1)),
+    CONSTRAINT type_controls_max_starts_per_second_check CHECK ((max_starts_per_second > (0)::double precision)),
+    CONSTRAINT type_controls_type_check CHECK (((length(type) >= 1) AND (length(type) <= 128)))
 );
 
 
@@ -406,11 +447,27 @@ ALTER TABLE ONLY public.scheduler_lease
 
 
 --
+-- Name: schedules schedules_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.schedules
+    ADD CONSTRAINT schedules_pkey PRIMARY KEY (schedule_id);
+
+
+--
 -- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
 ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+
+
+--
+-- Name: type_controls type_controls_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.type_controls
+    ADD CONSTRAINT type_controls_pkey PRIMARY KEY (type);
 
 
 --
@@ -439,6 +496,13 @@ CREATE INDEX jobs_live_idx ON public.jobs USING btree (seq) WHERE (finished_at I
 --
 
 CREATE INDEX jobs_priority_seq_idx ON public.jobs USING btree (priority, seq);
+
+
+--
+-- Name: jobs_schedule_seq_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX jobs_schedule_seq_idx ON public.jobs USING btree (schedule_id, seq) WHERE (schedule_id IS NOT NULL);
 
 
 --
@@ -491,4 +555,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261205000008'),
     ('20261205000009'),
     ('20261205000010'),
-    ('20261206000001');
+    ('20261206000001'),
+    ('20261206000210');

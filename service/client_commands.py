@@ -1,5 +1,5 @@
 """The `taskq` commands that talk to a running service (submit, get, list, logs, cancel, retry, dlq,
-explain, stats, watch), all through the Python client `taskq.Client`, never raw HTTP.
+explain, stats, watch, schedules, types), all through the Python client `taskq.Client`, never raw HTTP.
 
 `service.cli` owns the parser's top level and the local commands (serve, migrate, keys); this module adds
 the client commands to it and runs them. It imports only the standard library at module level: `taskq
@@ -20,13 +20,26 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:  # mypy checks the client as `service.taskq`; at run time it is imported as `taskq`
-    from service.taskq import Client, Event, Gap, Job, LogLine
+    from service.taskq import Client, Event, Gap, Job, JobType, LogLine, Schedule
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 PRIORITIES = ("low", "normal", "high", "critical")
 STATUSES = ("blocked", "scheduled", "pending", "running", "succeeded", "failed", "cancelled", "upstream_failed")
 MAX_PAGE = 500  # the API's largest page (GET /jobs and GET /dlq)
-COMMANDS = ("submit", "get", "list", "logs", "cancel", "retry", "dlq", "explain", "stats", "watch")
+COMMANDS = (
+    "submit",
+    "get",
+    "list",
+    "logs",
+    "cancel",
+    "retry",
+    "dlq",
+    "explain",
+    "stats",
+    "watch",
+    "schedules",
+    "types",
+)
 
 
 def client_module() -> ModuleType:
@@ -79,6 +92,19 @@ def _positive(raw: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {raw!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {raw!r}")
+    return value
+
+
+def _limit(raw: str) -> float | None:
+    """`--max-running` / `--max-starts-per-second`: a positive number, or `none` to lift the limit."""
+    if raw.strip().lower() == "none":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or none, got {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number or none, got {raw!r}")
     return value
 
 
@@ -147,6 +173,36 @@ def add_parsers(commands: Any) -> None:
     which.add_argument("job_id", metavar="ID", nargs="?", help="only this job")
     which.add_argument("--type", metavar="T", help="only jobs of this type")
 
+    schedules = add("schedules", "cron schedules: list, get, create, pause, resume, delete")
+    actions = schedules.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="every schedule with its next fire time", parents=[common])
+    for action, text in (("get", "show a schedule"), ("pause", "pause"), ("resume", "resume from now")):
+        actions.add_parser(action, help=text, parents=[common]).add_argument("schedule_id", metavar="ID")
+    actions.add_parser("delete", help="delete (its jobs stay)", parents=[common]).add_argument(
+        "schedule_id", metavar="ID"
+    )
+    create = actions.add_parser("create", help="create a schedule", parents=[common])
+    create.add_argument("schedule_id", metavar="ID", help="1-100 characters of A-Z a-z 0-9 . _ -")
+    create.add_argument("--cron", required=True, help="five fields, six with seconds first, or @daily etc.")
+    create.add_argument("--type", required=True, metavar="T", help="the job type each tick submits")
+    create.add_argument("--payload", help="the job's payload: a JSON object, or @file.json")
+    create.add_argument("--timezone", metavar="TZ", help="an IANA timezone (default UTC)")
+    create.add_argument("--overlap", choices=("skip", "allow"), help="skip: not while the last run is live")
+    create.add_argument("--catch-up", choices=("none", "one", "all"), help="ticks missed during downtime")
+    create.add_argument("--priority", choices=PRIORITIES)
+    create.add_argument("--timeout", type=_seconds, metavar="S", help="seconds an attempt may run")
+    create.add_argument("--paused", action="store_true", help="create it paused")
+
+    types = add("types", "job types and their controls: list, pause, resume, set")
+    type_actions = types.add_subparsers(dest="action", required=True)
+    type_actions.add_parser("list", help="every type with its controls and live jobs", parents=[common])
+    for action, text in (("pause", "hold the type's waiting jobs (running ones finish)"), ("resume", "resume")):
+        type_actions.add_parser(action, help=text, parents=[common]).add_argument("job_type", metavar="TYPE")
+    limits = type_actions.add_parser("set", help="set the type's limits", parents=[common])
+    limits.add_argument("job_type", metavar="TYPE")
+    limits.add_argument("--max-running", type=_limit, default=argparse.SUPPRESS, metavar="N|none")
+    limits.add_argument("--max-starts-per-second", type=_limit, default=argparse.SUPPRESS, metavar="R|none")
+
 
 # --------------------------------------------------------------------------------------------- running
 
@@ -190,6 +246,15 @@ def problem_line(exc: Any) -> str:
 
 def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     """The submit options that need checking beyond argparse (raises UsageError)."""
+    if args.command == "schedules" and args.action == "create":
+        return {"payload": parse_payload(args.payload) if args.payload is not None else None}
+    if args.command == "types" and args.action == "set":
+        limits = {name: getattr(args, name) for name in ("max_running", "max_starts_per_second") if name in args}
+        if not limits:
+            raise UsageError("types set needs --max-running or --max-starts-per-second")
+        if limits.get("max_running") is not None and not float(limits["max_running"]).is_integer():
+            raise UsageError(f"--max-running must be a whole number, got {limits['max_running']:g}")
+        return {k: int(v) if k == "max_running" and v is not None else v for k, v in limits.items()}
     if args.command != "submit":
         return {}
     resources = None
@@ -318,6 +383,53 @@ def _watch(client: Client, args: argparse.Namespace, _: dict[str, Any]) -> int:
     return 0
 
 
+def _schedules(client: Client, args: argparse.Namespace, spec: dict[str, Any]) -> int:
+    if args.action == "list":
+        found = client.schedules()
+        _show(args, found, lambda items: "\n".join(_schedule_line(s) for s in items) or "no schedules")
+        return 0
+    if args.action == "delete":
+        client.delete_schedule(args.schedule_id)
+        if not args.json:
+            print(f"deleted {args.schedule_id}")
+        return 0
+    if args.action == "create":
+        job = {"priority": args.priority, "timeout": args.timeout}
+        schedule = client.create_schedule(
+            args.schedule_id,
+            args.cron,
+            args.type,
+            spec["payload"],
+            timezone=args.timezone,
+            overlap=args.overlap,
+            catch_up=args.catch_up,
+            paused=args.paused or None,
+            **{k: v for k, v in job.items() if v is not None},
+        )
+    elif args.action == "pause":
+        schedule = client.pause_schedule(args.schedule_id)
+    elif args.action == "resume":
+        schedule = client.resume_schedule(args.schedule_id)
+    else:
+        schedule = client.schedule(args.schedule_id)
+    _show(args, schedule, _schedule_details)
+    return 0
+
+
+def _types(client: Client, args: argparse.Namespace, limits: dict[str, Any]) -> int:
+    if args.action == "list":
+        _show(args, client.types(), _types_table)
+        return 0
+    if args.action == "set":
+        changed = client.set_type(args.job_type, **limits)
+    elif args.action == "pause":
+        changed = client.pause_type(args.job_type)
+    else:
+        changed = client.resume_type(args.job_type)
+    _show(args, [changed], _types_table)
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace, dict[str, Any]], int]] = {
     "submit": _submit,
     "get": _get,
@@ -329,6 +441,8 @@ _COMMANDS: dict[str, Callable[[Client, argparse.Namespace, dict[str, Any]], int]
     "explain": _explain,
     "stats": _stats,
     "watch": _watch,
+    "schedules": _schedules,
+    "types": _types,
 }
 assert set(_COMMANDS) == set(COMMANDS)
 
@@ -395,6 +509,39 @@ def _table(jobs: Iterable[Job]) -> str:
         ("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1]).rstrip()
         for row in rows
     )
+
+
+def _schedule_line(s: Schedule) -> str:
+    state = "paused" if s.paused else "next " + (_when(s.next_fire_times[0]) if s.next_fire_times else "-")
+    return f"{s.schedule_id}  {s.cron} ({s.timezone})  {s.job.get('type', '?')}  {state}  last {_when(s.last_fired_at)}"
+
+
+def _schedule_details(s: Schedule) -> str:
+    rows = [
+        ("schedule_id", s.schedule_id),
+        ("cron", f"{s.cron} ({s.timezone})"),
+        ("job", json.dumps(s.job)),
+        ("overlap", s.overlap),
+        ("catch_up", s.catch_up),
+        ("paused", "yes" if s.paused else "no"),
+        ("next", ", ".join(_when(t) for t in s.next_fire_times) or "-"),
+        ("last_fired_at", _when(s.last_fired_at)),
+        ("last_job_id", s.last_job_id or "-"),
+    ]
+    return "\n".join(f"{name + ':':<15} {value}" for name, value in rows)
+
+
+def _types_table(found: Iterable[JobType]) -> str:
+    rows: list[tuple[str, ...]] = [
+        ("TYPE", "PAUSED", "MAX_RUNNING", "MAX_STARTS/S", "PENDING", "RUNNING", "SCHEDULED", "BLOCKED")
+    ]
+    for t in found:
+        limit = "-" if t.max_starts_per_second is None else f"{t.max_starts_per_second:g}"
+        counts = [str(t.jobs.get(s, 0)) for s in ("pending", "running", "scheduled", "blocked")]
+        running = "-" if t.max_running is None else str(t.max_running)
+        rows.append((t.type, "yes" if t.paused else "no", running, limit, *counts))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
 def _log_line(entry: LogLine) -> str:

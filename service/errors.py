@@ -146,6 +146,32 @@ class KeyNotFound(TaskqError):
     title = "Key not found"
 
 
+class ScheduleNotFound(TaskqError):
+    """No schedule has this id."""
+
+    status_code = 404
+    title = "Schedule not found"
+
+    @classmethod
+    def named(cls, schedule_id: str) -> ScheduleNotFound:
+        message = f"no schedule has id {schedule_id!r}"
+        return cls(message, errors=[{"field": "schedule_id", "message": message}])
+
+
+class ScheduleExists(TaskqError):
+    """A schedule with this id exists already."""
+
+    status_code = 409
+    title = "Schedule exists"
+
+
+class TypeNotFound(TaskqError):
+    """No handler is registered for this job type."""
+
+    status_code = 404
+    title = "Type not found"
+
+
 class TooManyRequests(TaskqError):
     """Too many requests; retry after the time given."""
 

@@ -2,8 +2,8 @@
 
 Links (all length-prefixed msgpack frames, see `service.transport`):
 
-* api -> scheduler: `ApiHello`, `Submitted`, `CancelRequest`, `PositionQuery`, `ExplainQuery`; answered by
-  `Reply`.
+* api -> scheduler: `ApiHello`, `Submitted`, `CancelRequest`, `PositionQuery`, `ExplainQuery`,
+  `SchedulesChanged`, `TypeControl`; answered by `Reply`.
 * supervisor -> scheduler: `SupervisorHello`, `AttemptStarted`, `AttemptFinished`, `HandlerLog`.
 * scheduler -> supervisor: `RunJob`, `KillJob`, `Ack`.
 * supervisor <-> worker: `WorkerJob` down, `WorkerLog` and `WorkerResult` up.
@@ -134,6 +134,22 @@ class Reply(Message):
     leader: str | None = None  # answer to StatsQuery and HealthQuery: the node whose scheduler leads
 
 
+class SchedulesChanged(Message):
+    """The API committed a new, changed or deleted schedule: the scheduler reloads the schedules."""
+
+    request_id: int
+
+
+class TypeControl(Message):
+    """The API committed a type's controls (PATCH /types/{type}): here they are, as stored now."""
+
+    request_id: int
+    job_type: str
+    paused: bool
+    max_running: int | None
+    max_starts_per_second: float | None
+
+
 ApiToScheduler = (
     ApiHello
     | Submitted
@@ -144,6 +160,8 @@ ApiToScheduler = (
     | MetricsQuery
     | HealthQuery
     | StatsQuery
+    | SchedulesChanged
+    | TypeControl
 )
 
 

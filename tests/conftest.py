@@ -180,16 +180,7 @@ class Service:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> Service:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        self.spawn()
 
         def ready() -> bool:
             if self.process is not None and self.process.poll() is not None:
@@ -201,6 +192,19 @@ class Service:
 
         wait_until(ready, timeout=timeout, interval=0.05, what="service readiness")
         return self
+
+    def spawn(self) -> None:
+        """Starts `taskq serve` without waiting for it to be ready."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
 
     @property
     def pid(self) -> int:

@@ -22,6 +22,15 @@ from service import handlers
 from service.api import problems
 from service.api.auth import KeyRing
 from service.api.console import console_file, console_index, job_graph, load_console, throughput
+from service.api.controls import (
+    create_schedule,
+    delete_schedule,
+    get_schedule,
+    list_schedules,
+    list_types,
+    patch_schedule,
+    patch_type,
+)
 from service.api.fast_path import http_metrics
 from service.api.intake import JOB_ID, refuse_while_draining, submit_many, submit_one
 from service.api.keys import delete_key, list_keys, post_key, whoami
@@ -111,10 +120,18 @@ async def list_jobs(
     priority: str | None = None,
     limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     cursor: str | None = None,
+    schedule_id: str | None = None,
     id_prefix: str | None = None,
 ) -> JobPage:
     return await job_page(
-        state, status=status, type=type, priority=priority, limit=limit, cursor=cursor, id_prefix=id_prefix
+        state,
+        status=status,
+        type=type,
+        priority=priority,
+        limit=limit,
+        cursor=cursor,
+        schedule_id=schedule_id,
+        id_prefix=id_prefix,
     )
 
 
@@ -364,6 +381,13 @@ def create_app(settings: Settings, database_url: str, scheduler_socket: str, res
             throughput,
             console_index,
             console_file,
+            create_schedule,
+            list_schedules,
+            get_schedule,
+            patch_schedule,
+            delete_schedule,
+            list_types,
+            patch_type,
         ],
         state=State({"keyring": keyring, "console": load_console()}),
         lifespan=[lifespan],

@@ -77,6 +77,14 @@ ROUTES: dict[tuple[str, str], str | None] = {
     # The console's static files: the page must load before it can ask for a key. They hold no data.
     ("GET", "/ui"): OPEN,
     ("GET", "/ui/{version}/{file}"): OPEN,
+    # Schedules and type controls: reading them is reading; changing them decides what runs and when.
+    ("GET", "/schedules"): READ,
+    ("GET", "/schedules/{schedule_id}"): READ,
+    ("POST", "/schedules"): ADMIN,
+    ("PATCH", "/schedules/{schedule_id}"): ADMIN,
+    ("DELETE", "/schedules/{schedule_id}"): ADMIN,
+    ("GET", "/types"): READ,
+    ("PATCH", "/types/{job_type}"): ADMIN,
     # Probes and the scrape target carry no job data (see README "Security"); orchestrators and
     # Prometheus call them without credentials.
     ("GET", "/health/live"): OPEN,

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -86,14 +86,85 @@ class KeyRates(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     requests: str | None = None
 
 
+class JobTemplate(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The job a schedule submits at each tick: a POST /jobs body without `job_id` (each tick's job is
+    `<schedule_id>:<tick>`), `depends_on` and `run_at` (the tick is its time)."""
+
+    type: JobType
+    priority: Priority = Priority.NORMAL
+    payload: dict[str, Any] = {}
+    resource_requirements: ResourceRequirements = ResourceRequirements()
+    timeout_seconds: Annotated[float, Meta(gt=0, le=7 * DAY)] | None = None
+    retry_config: RetryConfig = RetryConfig()
+
+    def submission(self) -> JobSubmission:
+        return JobSubmission(
+            type=self.type,
+            priority=self.priority,
+            payload=self.payload,
+            resource_requirements=self.resource_requirements,
+            timeout_seconds=self.timeout_seconds,
+            retry_config=self.retry_config,
+        )
+
+
+# No colon: it separates the schedule from the tick in its jobs' ids, which must stay within 128 characters.
+SCHEDULE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,100}$"
+ScheduleId = Annotated[str, Meta(pattern=SCHEDULE_ID_PATTERN, description="1-100 characters of A-Z a-z 0-9 . _ -")]
+Cron = Annotated[str, Meta(min_length=1, max_length=200)]
+TimeZone = Annotated[str, Meta(min_length=1, max_length=64)]
+Overlap = Literal["skip", "allow"]
+CatchUp = Literal["none", "one", "all"]
+
+
+class ScheduleSubmission(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """POST /schedules."""
+
+    schedule_id: ScheduleId
+    cron: Cron
+    job: JobTemplate
+    timezone: TimeZone = "UTC"
+    overlap: Overlap = "allow"
+    catch_up: CatchUp = "none"
+    paused: bool = False
+
+
+class SchedulePatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """PATCH /schedules/{id}: the fields given change, the others stay."""
+
+    cron: Cron | msgspec.UnsetType = msgspec.UNSET
+    timezone: TimeZone | msgspec.UnsetType = msgspec.UNSET
+    job: JobTemplate | msgspec.UnsetType = msgspec.UNSET
+    overlap: Overlap | msgspec.UnsetType = msgspec.UNSET
+    catch_up: CatchUp | msgspec.UnsetType = msgspec.UNSET
+    paused: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class TypeControlPatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """PATCH /types/{type}: the fields given change (null lifts a limit), the others stay."""
+
+    paused: bool | msgspec.UnsetType = msgspec.UNSET
+    max_running: Annotated[int, Meta(ge=1, le=1000000)] | msgspec.UnsetType | None = msgspec.UNSET
+    max_starts_per_second: Annotated[float, Meta(gt=0, le=1000000)] | msgspec.UnsetType | None = msgspec.UNSET
+
+
 _submission_decoder = msgspec.json.Decoder(JobSubmission)
+_schedule_decoder = msgspec.json.Decoder(ScheduleSubmission)
+_schedule_patch_decoder = msgspec.json.Decoder(SchedulePatch)
+_type_patch_decoder = msgspec.json.Decoder(TypeControlPatch)
+_template_decoder = msgspec.json.Decoder(JobTemplate)
 _key_decoder = msgspec.json.Decoder(KeyRequest)
 _batch_decoder = msgspec.json.Decoder(BatchSubmission)
 _canonical = msgspec.json.Encoder(order="sorted")
 _AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<name>[^`]+)`")
 _MISSING_FIELD = re.compile(r"Object missing required field `(?P<name>[^`]+)`")
-_ENUM_CHOICES = {"priority": ", ".join(p.value for p in Priority)}
+_ENUM_CHOICES = {
+    "priority": ", ".join(p.value for p in Priority),
+    "job.priority": ", ".join(p.value for p in Priority),
+    "overlap": "skip, allow",
+    "catch_up": "none, one, all",
+}
 
 
 def require_json(content_type: str | None) -> None:
@@ -132,6 +203,23 @@ def decode_batch(body: bytes) -> BatchSubmission:
 
 def decode_key_request(body: bytes) -> KeyRequest:
     return _decode(_key_decoder, body)
+
+
+def decode_schedule(body: bytes) -> ScheduleSubmission:
+    return _decode(_schedule_decoder, body)
+
+
+def decode_schedule_patch(body: bytes) -> SchedulePatch:
+    return _decode(_schedule_patch_decoder, body)
+
+
+def decode_type_patch(body: bytes) -> TypeControlPatch:
+    return _decode(_type_patch_decoder, body)
+
+
+def decode_template(text: str | bytes) -> JobTemplate:
+    """A schedule's stored job (validated when it was stored)."""
+    return _template_decoder.decode(text)
 
 
 def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
@@ -374,6 +462,7 @@ class JobView(msgspec.Struct):
     position_in_queue: int | None
     attempts: list[AttemptView]
     cancel_requested: bool = False
+    schedule_id: str | None = None  # the schedule whose tick submitted it
 
 
 class JobPage(msgspec.Struct):
@@ -456,3 +545,30 @@ class Identity(msgspec.Struct):
     auth_required: bool
     caller: str | None
     scopes: list[str]
+
+
+class ScheduleView(msgspec.Struct):
+    schedule_id: str
+    cron: str
+    timezone: str
+    job: JobTemplate
+    overlap: str
+    catch_up: str
+    paused: bool
+    next_fire_times: list[str]  # the next few ticks (none while paused), UTC
+    last_fired_at: str | None  # the tick of the last job submitted
+    last_job_id: str | None
+    checked_through: str  # every tick up to here is decided: fired, skipped for overlap, or missed
+    created_at: str
+    updated_at: str
+
+
+class TypeView(msgspec.Struct):
+    """A job type with its dispatch controls and its live jobs by status."""
+
+    type: str
+    registered: bool  # a handler for it is loaded (jobs of it can be submitted)
+    paused: bool
+    max_running: int | None
+    max_starts_per_second: float | None
+    jobs: dict[str, int]  # blocked, pending, scheduled, running

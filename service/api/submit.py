@@ -278,10 +278,22 @@ _payload_json = msgspec.json.Encoder()
 
 
 def _row(item: _Pending, status: Status, error: str | None, default_timeout: float) -> JobRow:
-    s = item.submission
+    return job_row(item.submission, item.job_id, status, error, item.digest, default_timeout)
+
+
+def job_row(
+    s: JobSubmission,
+    job_id: str,
+    status: Status,
+    error: str | None,
+    digest: bytes,
+    default_timeout: float,
+    schedule_id: str | None = None,
+) -> JobRow:
+    """The row of a job to insert: from a submission, or from a schedule's job at a tick."""
     retry = s.retry_config
     return JobRow(
-        job_id=item.job_id,
+        job_id=job_id,
         type=s.type,
         priority=s.priority.value,
         status=status.value,
@@ -297,14 +309,19 @@ def _row(item: _Pending, status: Status, error: str | None, default_timeout: flo
         jitter=retry.jitter,
         run_at=s.run_at.astimezone(UTC) if s.run_at is not None else None,
         error=error,
-        request_hash=item.digest,
+        request_hash=digest,
+        schedule_id=schedule_id,
     )
 
 
 def _new_job(item: _Pending, row: JobRow, seq: int, created_at: float) -> NewJob:
-    s = item.submission
+    return new_job(item.submission, row, seq, created_at)
+
+
+def new_job(s: JobSubmission, row: JobRow, seq: int, created_at: float) -> NewJob:
+    """What the scheduler is told of a job just committed."""
     return NewJob(
-        job_id=item.job_id,
+        job_id=row.job_id,
         type=s.type,
         seq=seq,
         priority=s.priority.level,

@@ -51,6 +51,7 @@ def job_view(record: gateway.JobRecord, *, position: int | None = None) -> JobVi
         error=record.error,
         result=_json(record.result),
         position_in_queue=position,
+        schedule_id=record.schedule_id,
         attempts=[
             AttemptView(
                 attempt=a["attempt"],
@@ -143,13 +144,19 @@ def decode_cursor(cursor: str) -> int:
 
 
 def check_filters(
-    *, status: str | None = None, type: str | None = None, priority: str | None = None, id_prefix: str | None = None
+    *,
+    status: str | None = None,
+    type: str | None = None,
+    priority: str | None = None,
+    schedule_id: str | None = None,
+    id_prefix: str | None = None,
 ) -> None:
     """The query parameters of the job listings, one rule each, with 400 naming the parameter."""
     if id_prefix is not None and not (0 < len(id_prefix) <= 128 and "\x00" not in id_prefix):
         raise InvalidQuery.field("id_prefix", "must be 1-128 characters without NUL")
-    if type is not None and "\x00" in type:  # PostgreSQL cannot compare text holding NUL: not a 500
-        raise InvalidQuery.field("type", "must not contain the NUL character")
+    for name, text in (("type", type), ("schedule_id", schedule_id)):
+        if text is not None and "\x00" in text:  # PostgreSQL cannot compare text holding NUL: not a 500
+            raise InvalidQuery.field(name, "must not contain the NUL character")
     if status is not None and status not in Status.__members__.values():
         raise InvalidQuery.field("status", f"must be one of: {', '.join(s.value for s in Status)}")
     if priority is not None and priority not in Priority.__members__.values():
@@ -165,11 +172,12 @@ async def job_page(
     limit: int,
     cursor: str | None,
     positions: bool = True,
+    schedule_id: str | None = None,
     id_prefix: str | None = None,
 ) -> JobPage:
     """One page of jobs, newest first, behind an opaque keyset cursor (the last seq shown): the pager of
     `GET /jobs` and `GET /dlq`. One row beyond the page says whether there is a next one."""
-    check_filters(status=status, type=type, priority=priority, id_prefix=id_prefix)
+    check_filters(status=status, type=type, priority=priority, schedule_id=schedule_id, id_prefix=id_prefix)
     before = decode_cursor(cursor) if cursor else None
     records = await gateway.list_jobs(
         pool_of(state),
@@ -178,6 +186,7 @@ async def job_page(
         priority=priority,
         before_seq=before,
         limit=limit + 1,
+        schedule_id=schedule_id,
         id_prefix=id_prefix,
     )
     page, more = records[:limit], len(records) > limit

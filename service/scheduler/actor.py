@@ -50,15 +50,18 @@ from service.protocol import (
     RedriveRequest,
     Reply,
     RunJob,
+    SchedulesChanged,
     StatsQuery,
     Submitted,
     SupervisorHello,
     SupervisorStats,
     SupervisorStopping,
     ToScheduler,
+    TypeControl,
 )
 from service.scheduler import leadership
 from service.scheduler.core import Effects, Restored, SchedulerCore, Transition
+from service.scheduler.schedules import CronPass
 from service.settings import Settings
 from service.store import gateway
 from service.store.gateway import AttemptChange, JobChange, LiveJob, LogRow, StartedJob
@@ -158,6 +161,7 @@ class SchedulerActor:
         # Checked a tenth as often as the shortest retention: a job outlives it by at most ~10%.
         self.retention_interval = min(60.0, max(0.5, min(kept) / 10)) if kept else None
         self.next_retention = time.time() if kept else None  # epoch seconds of the next pass
+        self.cron = CronPass(settings.default_timeout_seconds)  # fires the cron schedules between turns
 
     async def run(self) -> None:
         self.telemetry = Telemetry("scheduler", gauges=self._gauges())
@@ -211,6 +215,9 @@ class SchedulerActor:
                 await self._turn()
                 if self.next_retention is not None and time.time() >= self.next_retention:
                     await self._retain()
+                draining = self.drain_deadline is not None
+                if self.cron.due(time.time(), draining) and await self.cron.run(self.pool, self.core.jobs.__contains__):
+                    self.inbox.put_nowait((None, None))  # wake the turn that admits the fired jobs
                 if self.drain_deadline is not None and not self.core.running:
                     log.info("drained: no attempt is running; the scheduler stops")
                     break
@@ -387,10 +394,15 @@ class SchedulerActor:
         now = time.time()
         deadline = self.drain_deadline if self.drain_deadline is not None and self.drain_deadline > now else None
         flush_at = None if self.deferred_since is None else now + self.deferred_since + DEFER_SECONDS - time.monotonic()
-        expiry = self._next_expiry(now)
-        wakeups = [
-            w for w in (self.core.next_wakeup(), deadline, flush_at, self.next_retention, expiry) if w is not None
-        ]
+        timers = (
+            self.core.next_wakeup(),
+            deadline,
+            flush_at,
+            self.next_retention,
+            self.core.controls.next_wakeup(),
+            self._next_expiry(now),
+        )
+        wakeups = [w for w in (*timers, self.cron.wake_at(draining=self.drain_deadline is not None)) if w is not None]
         timeout = max(0.0, min(wakeups) - now) if wakeups else None
         batch: list[tuple[Client | None, ToScheduler | Disconnected | None]] = []
         get = asyncio.ensure_future(self.inbox.get())
@@ -406,6 +418,9 @@ class SchedulerActor:
         turn = Turn()
         redrives = await self._load_redrives(batch)
         dep_status = await self._statuses_of_unknown_deps(batch, redrives)
+        for fired in self.cron.take_fired():  # committed by the last cron pass, like a Submitted notice's jobs
+            turn.events.append(self._event(now, fired.job_id, fired.type, fired.priority, fired.status, "submitted"))
+            self.core.admit(fired, dep_status, now)
         for client, message in batch:
             if client is not None and message is not None:
                 self._handle(client, message, dep_status, redrives, turn, now)
@@ -567,6 +582,12 @@ class SchedulerActor:
                 turn.early.append((client, Reply(request_id, dispatching=dispatching, leader=self.node)))
             case MetricsQuery(request_id=request_id):
                 turn.early.append((client, Reply(request_id, metrics=self.telemetry.render())))
+            case SchedulesChanged(request_id=request_id):
+                self.cron.changed(now)
+                turn.early.append((client, Reply(request_id)))
+            case TypeControl(request_id=request_id):
+                self._control(message, now)
+                turn.early.append((client, Reply(request_id)))
             case ApiHello():
                 self.restarts["api"] = message.restarts
                 client.role = "api"
@@ -682,6 +703,10 @@ class SchedulerActor:
         """An API (re)connected: admit live jobs committed since this scheduler started (with a margin
         for transactions in flight at its rebuild) that it never heard of. A lost notice then delays a
         job by one reconnect, never forever."""
+        # A change an API committed while this scheduler was loading may have lost its notice too.
+        self.cron.changed(now)
+        for control in await gateway.list_type_controls(self.pool):
+            self._control(control, now)
         rows = await gateway.load_live_jobs(self.pool, since=self.started_at - SWEEP_MARGIN_SECONDS)
         missed = [
             row for row in rows if row.job_id not in self.core.jobs and row.job_id not in self.core.recently_finished
@@ -861,8 +886,21 @@ class SchedulerActor:
         # A single node runs whatever is running: its attempts are this node's, whatever name they carry.
         node = None if self.clustered else self.node
         self.core.restore_all([restored_from_row(row, node) for row in rows], dep_status, now)
+        for control in await gateway.list_type_controls(self.pool):
+            self._control(control, now)
         effects = self.core.take_effects()
         await self._commit(effects, Turn())
+
+    def _control(self, control: TypeControl | gateway.TypeControlRow, now: float) -> None:
+        """A type's dispatch controls, as the API stored them (service/scheduler/type_controls.py)."""
+        job_type = control.job_type if isinstance(control, TypeControl) else control.type
+        self.core.controls.set(
+            job_type,
+            paused=control.paused,
+            max_running=control.max_running,
+            max_starts_per_second=control.max_starts_per_second,
+            now=now,
+        )
 
 
 def astuple_resources(of: Resources) -> tuple[int, int]:

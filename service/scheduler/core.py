@@ -27,8 +27,10 @@ from service.dag import parents_first
 from service.model import ZERO, Outcome, Resources, RetryPolicy, Status, first_status
 from service.protocol import CancelVerdict, NewJob
 from service.scheduler.queue import ReadyQueue
+from service.scheduler.type_controls import TypeControls
 
 BACKFILL_DEPTH = 512
+HELD_SCAN_LIMIT = 10_000  # jobs held back by their type's control that one dispatch pass looks past
 RECENT_TERMINAL = 100_000
 COMPACT_SLACK = 1024
 _LIVE = frozenset({Status.BLOCKED, Status.PENDING, Status.SCHEDULED, Status.RUNNING})
@@ -224,6 +226,7 @@ class SchedulerCore:
         self._queue_changed = True
         self._zero_cpu_pending = 0
         self._zero_mem_pending = 0
+        self.controls = TypeControls()  # per-type pause, max_running, max_starts_per_second
 
     # ------------------------------------------------------------------------------------------- queries
 
@@ -353,10 +356,15 @@ class SchedulerCore:
                 "left_over": {"cpu_units": reservation.extra.cpu_units, "memory_mb": reservation.extra.memory_mb},
             }
         takers = [n for n in self.nodes.values() if n.takes_work]
+        held = self.controls.admits(job.type, now)
+        if held is not None:
+            info["type_control"] = held
         if not takers:
             info["reason"] = "dispatch is paused: no supervisor is connected"
         elif self.draining:
             info["reason"] = "the service is draining: nothing new starts"
+        elif held is not None:
+            info["reason"] = f"{held}: it keeps its place in line and waits; other types pass it"
         elif not any(job.need.fits_in(n.capacity) for n in takers):
             info["reason"] = "needs more than any node taking work offers; it waits for a node that can hold it"
         elif reservation is not None and reservation.job_id == job.job_id:
@@ -452,6 +460,7 @@ class SchedulerCore:
             self._count(job, job.status, +1)
             self.running[job.job_id] = job
             self._hold(job)
+            self.controls.adopt(job.type)
             self._queue_changed = True
             return
         if new.status is Status.PENDING and ready_at is not None:
@@ -556,6 +565,7 @@ class SchedulerCore:
             return False
         del self.running[job_id]
         self._release(job)
+        self.controls.ended(job.type)
         self._queue_changed = True
         ran_for = max(0.0, now - job.started_at) if job.started_at is not None else 0.0
         job.started_at = None
@@ -678,20 +688,34 @@ class SchedulerCore:
         if not nodes or self.draining:
             self.reservation = None
             return
-        if not self._queue_changed:
+        if not self._queue_changed and not self.controls.due(now):
             return  # nothing became pending, left the queue or freed resources: the last pass still holds
         self._queue_changed = False
         self.reservation = None
         free = {n.name: n.free for n in nodes}
-        while (head_id := self.queue.head()) is not None:  # in order, while the head fits somewhere
-            head = self.jobs[head_id]
-            place = _roomiest(head.need, free)
-            if place is None:
-                break
-            self._start(head, place, now, backfilled=False)
-            free[place] = free[place] - head.need
-        else:
-            return
+        held: list[Job] = []  # held back by their type's control: out of the queue for this loop only
+        try:
+            while (head_id := self.queue.head()) is not None:  # in order, while the head fits somewhere
+                head = self.jobs[head_id]
+                if self.controls.admits(head.type, now) is not None:
+                    if len(held) >= HELD_SCAN_LIMIT:
+                        return
+                    assert head.ready_at is not None
+                    self.queue.remove(head.ready_at, head.level, head.seq)  # passed over, never the head
+                    held.append(head)
+                    continue
+                place = _roomiest(head.need, free)
+                if place is None:
+                    break
+                self.controls.started(head.type, now)
+                self._start(head, place, now, backfilled=False)
+                free[place] = free[place] - head.need
+            else:
+                return
+        finally:
+            for job in held:  # back in their places: their keys did not change
+                assert job.ready_at is not None
+                self.queue.add(job.ready_at, job.level, job.seq, job.job_id)
         self.reservation = reservation = self._reserve(head, free, now)
         if not any(
             (f.cpu_units > 0 or self._zero_cpu_pending) and (f.memory_mb > 0 or self._zero_mem_pending)
@@ -702,6 +726,8 @@ class SchedulerCore:
         chosen: list[tuple[Job, str]] = []
         for job_id in itertools.islice(self.queue, 1, BACKFILL_DEPTH):
             job = self.jobs[job_id]
+            if self.controls.admits(job.type, now) is not None:
+                continue
             elsewhere = {name: f for name, f in free.items() if name != reservation.node}
             place = _roomiest(job.need, elsewhere)
             if place is None:
@@ -716,6 +742,7 @@ class SchedulerCore:
                     continue
                 place = reserved
             chosen.append((job, place))
+            self.controls.started(job.type, now)
             free[place] = free[place] - job.need
         for job, place in chosen:
             self._start(job, place, now, backfilled=True)

@@ -107,6 +107,7 @@ class JobRow(msgspec.Struct, gc=False):
     run_at: datetime | None
     error: str | None
     request_hash: bytes
+    schedule_id: str | None = None  # the schedule whose tick submitted it
 
 
 _JOB_ROW_FIELDS = JobRow.__struct_fields__
@@ -244,6 +245,7 @@ class JobRecord(msgspec.Struct, frozen=True, gc=False):
     error: str | None
     result: str | None  # JSON text
     attempts: str  # JSON text: [{attempt, started_at, finished_at, outcome, error, worker_pid}, ...]
+    schedule_id: str | None = None
 
 
 def _typed(struct: type[S], records: Iterable[asyncpg.Record]) -> list[S]:
@@ -269,10 +271,11 @@ async def list_jobs(
     before_seq: int | None,
     limit: int,
     id_prefix: str | None = None,
+    schedule_id: str | None = None,
 ) -> list[JobRecord]:
     """Keyset pagination, newest first: one statement text per combination of the filters given, so
     that each has a plan of its own with the matching index (jobs_terminal_status_seq_idx, jobs_live_idx,
-    jobs_type_seq_idx or jobs_priority_seq_idx, each ending in seq)."""
+    jobs_type_seq_idx, jobs_priority_seq_idx or jobs_schedule_seq_idx, each ending in seq)."""
     conditions: list[str] = []
     args: list[Any] = []
 
@@ -294,6 +297,8 @@ async def list_jobs(
     if id_prefix is not None:
         # No index serves a prefix in seq order: the scan walks seq backwards and stops at a full page.
         where("starts_with(j.job_id, {}::text)", id_prefix)
+    if schedule_id is not None:
+        where("j.schedule_id = {}::text", schedule_id)
     if before_seq is not None:
         where("j.seq < {}::bigint", before_seq)
     args.append(limit)
@@ -575,6 +580,124 @@ async def other_live_nodes(db: Executor, node: str, within_seconds: float) -> li
 
 async def remove_node(db: Executor, node: str) -> None:
     await db.execute(Q["remove_node"], node)
+
+
+# ------------------------------------------------------------------------------------ schedules and types
+
+
+class ScheduleRow(msgspec.Struct, frozen=True, gc=False):
+    """A cron schedule (the `schedules` table). The API writes these rows; the scheduler fires them."""
+
+    schedule_id: str
+    cron: str
+    timezone: str
+    job: str  # JSON text: the job every tick submits
+    overlap: str
+    catch_up: str
+    paused: bool
+    checked_through: datetime  # every tick up to here is decided
+    last_fired_at: datetime | None  # the tick of the last job submitted
+    last_job_id: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+async def insert_schedule(
+    db: Executor, schedule_id: str, cron: str, timezone: str, job: str, overlap: str, catch_up: str, paused: bool
+) -> ScheduleRow | None:
+    """The new schedule, or None when one with this id exists already."""
+    record = await db.fetchrow(Q["insert_schedule"], schedule_id, cron, timezone, job, overlap, catch_up, paused)
+    return None if record is None else _typed(ScheduleRow, [record])[0]
+
+
+async def get_schedule(db: Executor, schedule_id: str) -> ScheduleRow | None:
+    record = await db.fetchrow(Q["get_schedule"], schedule_id)
+    return None if record is None else _typed(ScheduleRow, [record])[0]
+
+
+async def list_schedules(db: Executor) -> list[ScheduleRow]:
+    return _typed(ScheduleRow, await db.fetch(Q["list_schedules"]))
+
+
+async def update_schedule(db: Executor, row: ScheduleRow, *, retimed: bool) -> ScheduleRow | None:
+    """Writes `row`'s settings if the stored row is still at `row.version` (None otherwise). `retimed`:
+    the timing changed or the schedule resumed, so it is decided through now."""
+    record = await db.fetchrow(
+        Q["update_schedule"],
+        row.schedule_id,
+        row.cron,
+        row.timezone,
+        row.job,
+        row.overlap,
+        row.catch_up,
+        row.paused,
+        row.version,
+        retimed,
+    )
+    return None if record is None else _typed(ScheduleRow, [record])[0]
+
+
+async def delete_schedule(db: Executor, schedule_id: str) -> bool:
+    return await db.fetchval(Q["delete_schedule"], schedule_id) is not None
+
+
+class ScheduleAdvance(msgspec.Struct, frozen=True, gc=False):
+    """A cron pass's bookkeeping for one schedule (see cron.Advance), epoch seconds."""
+
+    schedule_id: str
+    version: int
+    checked_through: float
+    fired_tick: float | None
+    job_id: str | None
+
+
+async def fire_schedules(
+    conn: Connection, advances: Sequence[ScheduleAdvance], rows: Sequence[JobRow]
+) -> tuple[set[str], list[InsertedJob]]:
+    """One cron pass in one transaction: record each schedule's progress, then insert the jobs of the
+    schedules still at the version the pass planned with (a PATCH or DELETE in between wins). A job
+    whose id exists already (the same tick fired before) is skipped. Returns the ids of the schedules
+    that stood, and the jobs inserted."""
+    async with conn.transaction():
+        records = await conn.fetch(Q["advance_schedules"], *_columns(advances, ScheduleAdvance))
+        stood = {r["schedule_id"] for r in records}
+        kept = [row for row in rows if row.schedule_id in stood]
+        inserted = await insert_jobs(conn, kept) if kept else []
+    return stood, inserted
+
+
+class TypeControlRow(msgspec.Struct, frozen=True, gc=False):
+    type: str
+    paused: bool
+    max_running: int | None
+    max_starts_per_second: float | None
+    updated_at: datetime
+
+
+async def upsert_type_control(
+    db: Executor,
+    job_type: str,
+    *,
+    paused: bool | None,
+    max_running: tuple[bool, int | None],
+    max_starts_per_second: tuple[bool, float | None],
+) -> TypeControlRow:
+    """PATCH a type's controls: `paused` None and a (False, _) pair keep the stored value."""
+    record = await db.fetchrow(Q["upsert_type_control"], job_type, paused, *max_running, *max_starts_per_second)
+    assert record is not None
+    return _typed(TypeControlRow, [record])[0]
+
+
+async def list_type_controls(db: Executor) -> list[TypeControlRow]:
+    return _typed(TypeControlRow, await db.fetch(Q["list_type_controls"]))
+
+
+async def live_counts_by_type(db: Executor) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for r in await db.fetch(Q["live_counts_by_type"]):
+        counts.setdefault(r["type"], {})[r["status"]] = int(r["n"])
+    return counts
 
 
 # ------------------------------------------------------------------------------------------------- API keys

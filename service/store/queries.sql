@@ -15,7 +15,8 @@ WITH ins AS (
     INSERT INTO jobs (
         job_id, type, priority, status, payload, cpu_units, memory_mb, depends_on, timeout_seconds,
         max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
-        run_at, next_run_at, ready_at, finished_at, terminal_status, error, request_hash, created_at, updated_at
+        run_at, next_run_at, ready_at, finished_at, terminal_status, error, request_hash, created_at, updated_at,
+        schedule_id
     )
     SELECT j.job_id, j.type, j.priority::job_priority, j.status::job_status, j.payload::jsonb,
            j.cpu_units, j.memory_mb,
@@ -28,14 +29,14 @@ WITH ins AS (
            CASE WHEN j.status = 'pending' THEN now() END,
            CASE WHEN j.status = 'upstream_failed' THEN now() END,
            CASE WHEN j.status = 'upstream_failed' THEN 'upstream_failed'::job_status END,
-           j.error, j.request_hash, now(), now()
+           j.error, j.request_hash, now(), now(), j.schedule_id
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[],
         $9::float8[], $10::int[], $11::float8[], $12::float8[], $13::float8[], $14::float8[],
-        $15::timestamptz[], $16::text[], $17::bytea[]
+        $15::timestamptz[], $16::text[], $17::bytea[], $18::text[]
     ) WITH ORDINALITY AS j(job_id, type, priority, status, payload, cpu_units, memory_mb, depends_on,
            timeout_seconds, max_attempts, backoff_multiplier, initial_delay_seconds, max_delay_seconds, jitter,
-           run_at, error, request_hash, ord)
+           run_at, error, request_hash, schedule_id, ord)
     ORDER BY j.ord
     ON CONFLICT (job_id) DO NOTHING
     RETURNING job_id, seq, status, error, created_at
@@ -348,3 +349,74 @@ RETURNING key_id, name, scopes, created_at, revoked_at, rate_limit_submit, rate_
 -- name: any_api_key
 -- Revoked keys count too: see db/migrations/20261205000008_api_keys.sql.
 SELECT EXISTS (SELECT 1 FROM api_keys);
+
+-- name: insert_schedule
+-- A new schedule; an id that exists already inserts nothing (the API answers 409).
+INSERT INTO schedules (schedule_id, cron, timezone, job, overlap, catch_up, paused)
+VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)
+ON CONFLICT (schedule_id) DO NOTHING
+RETURNING schedule_id, cron, timezone, job::text AS job, overlap, catch_up, paused, checked_through,
+          last_fired_at, last_job_id, version, created_at, updated_at;
+
+-- name: get_schedule
+SELECT schedule_id, cron, timezone, job::text AS job, overlap, catch_up, paused, checked_through,
+       last_fired_at, last_job_id, version, created_at, updated_at
+FROM schedules
+WHERE schedule_id = $1;
+
+-- name: list_schedules
+-- Every schedule, by id: the scheduler's load at start and after a change, and GET /schedules.
+SELECT schedule_id, cron, timezone, job::text AS job, overlap, catch_up, paused, checked_through,
+       last_fired_at, last_job_id, version, created_at, updated_at
+FROM schedules
+ORDER BY schedule_id;
+
+-- name: update_schedule
+-- A PATCH, merged by the API from the row it read at `version` $8; nothing when someone changed the row
+-- since (the API reads and merges again). $9: the timing changed or the schedule resumed, so ticks from
+-- before now are never caught up.
+UPDATE schedules
+SET cron = $2, timezone = $3, job = $4::jsonb, overlap = $5, catch_up = $6, paused = $7,
+    checked_through = CASE WHEN $9 THEN greatest(checked_through, now()) ELSE checked_through END,
+    version = version + 1, updated_at = now()
+WHERE schedule_id = $1 AND version = $8
+RETURNING schedule_id, cron, timezone, job::text AS job, overlap, catch_up, paused, checked_through,
+          last_fired_at, last_job_id, version, created_at, updated_at;
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE schedule_id = $1 RETURNING schedule_id;
+
+-- name: advance_schedules
+-- The scheduler's cron pass, first statement of its transaction: record how far each schedule is
+-- decided and its last fired job, for the schedules still at the version the pass planned with and not
+-- paused. The row locks taken here hold off a concurrent PATCH until the jobs are inserted, and the ids
+-- returned are the schedules whose jobs may be inserted.
+UPDATE schedules s
+SET checked_through = greatest(s.checked_through, to_timestamp(a.checked_through)),
+    last_fired_at = coalesce(to_timestamp(a.fired_tick), s.last_fired_at),
+    last_job_id = coalesce(a.job_id, s.last_job_id)
+FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::float8[], $5::text[])
+     AS a(schedule_id, version, checked_through, fired_tick, job_id)
+WHERE s.schedule_id = a.schedule_id AND s.version = a.version AND NOT s.paused
+RETURNING s.schedule_id;
+
+-- name: upsert_type_control
+-- PATCH /types/{type}: a field not given ($3, $5, $7 false) keeps its stored value.
+INSERT INTO type_controls AS t (type, paused, max_running, max_starts_per_second)
+VALUES ($1, coalesce($2, false), $4, $6)
+ON CONFLICT (type) DO UPDATE
+SET paused = coalesce($2, t.paused),
+    max_running = CASE WHEN $3 THEN $4 ELSE t.max_running END,
+    max_starts_per_second = CASE WHEN $5 THEN $6 ELSE t.max_starts_per_second END,
+    updated_at = now()
+RETURNING type, paused, max_running, max_starts_per_second, updated_at;
+
+-- name: list_type_controls
+SELECT type, paused, max_running, max_starts_per_second, updated_at FROM type_controls ORDER BY type;
+
+-- name: live_counts_by_type
+-- GET /types: waiting and running jobs per type and status, from the live set (jobs_live_idx).
+SELECT type, status::text AS status, count(*) AS n
+FROM jobs
+WHERE finished_at IS NULL
+GROUP BY type, status;

@@ -22,7 +22,20 @@ from .errors import (
     Unauthorized,
     Unavailable,
 )
-from .models import Accepted, Attempt, Event, Gap, Job, JobSpec, LogLine, Resources, RetryConfig, Stats
+from .models import (
+    Accepted,
+    Attempt,
+    Event,
+    Gap,
+    Job,
+    JobSpec,
+    JobType,
+    LogLine,
+    Resources,
+    RetryConfig,
+    Schedule,
+    Stats,
+)
 
 __all__ = [
     "Accepted",
@@ -39,10 +52,12 @@ __all__ = [
     "Invalid",
     "Job",
     "JobSpec",
+    "JobType",
     "LogLine",
     "NotFound",
     "Resources",
     "RetryConfig",
+    "Schedule",
     "Stats",
     "TaskqError",
     "TooManyRequests",

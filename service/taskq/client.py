@@ -17,13 +17,14 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
+import msgspec
 import websockets.asyncio.client as ws_async
 import websockets.exceptions as ws_errors
 import websockets.sync.client as ws_sync
 
 from . import core
 from .dag import DagBuilder, job_spec
-from .models import Accepted, Event, Gap, Job, JobSpec, LogLine, Resources, RetryConfig, Stats
+from .models import Accepted, Event, Gap, Job, JobSpec, JobType, LogLine, Resources, RetryConfig, Schedule, Stats
 from .retrying import Backoff
 
 T = TypeVar("T")
@@ -78,6 +79,21 @@ class _Submits:
             timeout=timeout,
             run_at=run_at,
         )
+
+    @staticmethod
+    def _schedule_body(
+        schedule_id: str,
+        cron: str,
+        type: str,
+        payload: dict[str, Any] | None,
+        options: dict[str, Any],
+        job: dict[str, Any],
+    ) -> dict[str, Any]:
+        """POST /schedules' body: `options` are the schedule's (timezone, overlap, catch_up, paused), `job`
+        the keyword arguments of `submit` that a schedule's job may have."""
+        spec = job_spec(type, payload, **job)
+        given = {name: value for name, value in options.items() if value is not None}
+        return {"schedule_id": schedule_id, "cron": cron, "job": msgspec.to_builtins(spec), **given}
 
 
 class Client(_Submits):
@@ -235,6 +251,62 @@ class Client(_Submits):
         self, job_id: str | None = None, type: str | None = None, status: str | None = None, after: int | None = None
     ) -> Iterator[Event | Gap]:
         return self._iterate(self._calls.stream(job_id, type, status, after))
+
+    # --- schedules and type controls ----------------------------------------------------------------
+
+    def create_schedule(
+        self,
+        schedule_id: str,
+        cron: str,
+        type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        timezone: str | None = None,
+        overlap: str | None = None,
+        catch_up: str | None = None,
+        paused: bool | None = None,
+        **job: Any,
+    ) -> Schedule:
+        """A cron schedule submitting a `type` job at every tick of `cron` (five fields, a seconds field
+        first in six, or @hourly/@daily/@weekly/@monthly/@yearly) in `timezone`. `job` takes `submit`'s
+        priority, resources, retry and timeout."""
+        options = {"timezone": timezone, "overlap": overlap, "catch_up": catch_up, "paused": paused}
+        return self._run(
+            self._calls.create_schedule(self._schedule_body(schedule_id, cron, type, payload, options, job))
+        )
+
+    def schedule(self, schedule_id: str) -> Schedule:
+        return self._run(self._calls.schedule(schedule_id))
+
+    def schedules(self) -> builtins.list[Schedule]:
+        return self._run(self._calls.schedules())
+
+    def update_schedule(self, schedule_id: str, **changes: Any) -> Schedule:
+        """Change any of cron, timezone, job (a dict), overlap, catch_up, paused."""
+        return self._run(self._calls.update_schedule(schedule_id, changes))
+
+    def pause_schedule(self, schedule_id: str) -> Schedule:
+        return self.update_schedule(schedule_id, paused=True)
+
+    def resume_schedule(self, schedule_id: str) -> Schedule:
+        """Resumes from now: ticks of the paused time are not caught up."""
+        return self.update_schedule(schedule_id, paused=False)
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self._run(self._calls.delete_schedule(schedule_id))
+
+    def types(self) -> builtins.list[JobType]:
+        return self._run(self._calls.types())
+
+    def set_type(self, job_type: str, **controls: Any) -> JobType:
+        """Set any of paused, max_running, max_starts_per_second (None lifts a limit); the others stay."""
+        return self._run(self._calls.set_type(job_type, controls))
+
+    def pause_type(self, job_type: str) -> JobType:
+        return self.set_type(job_type, paused=True)
+
+    def resume_type(self, job_type: str) -> JobType:
+        return self.set_type(job_type, paused=False)
 
     def close(self) -> None:
         self._http.close()
@@ -394,6 +466,56 @@ class AsyncClient(_Submits):
         self, job_id: str | None = None, type: str | None = None, status: str | None = None, after: int | None = None
     ) -> AsyncIterator[Event | Gap]:
         return self._iterate(self._calls.stream(job_id, type, status, after))
+
+    # --- schedules and type controls ----------------------------------------------------------------
+
+    async def create_schedule(
+        self,
+        schedule_id: str,
+        cron: str,
+        type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        timezone: str | None = None,
+        overlap: str | None = None,
+        catch_up: str | None = None,
+        paused: bool | None = None,
+        **job: Any,
+    ) -> Schedule:
+        """See `Client.create_schedule`."""
+        options = {"timezone": timezone, "overlap": overlap, "catch_up": catch_up, "paused": paused}
+        body = self._schedule_body(schedule_id, cron, type, payload, options, job)
+        return await self._run(self._calls.create_schedule(body))
+
+    async def schedule(self, schedule_id: str) -> Schedule:
+        return await self._run(self._calls.schedule(schedule_id))
+
+    async def schedules(self) -> builtins.list[Schedule]:
+        return await self._run(self._calls.schedules())
+
+    async def update_schedule(self, schedule_id: str, **changes: Any) -> Schedule:
+        return await self._run(self._calls.update_schedule(schedule_id, changes))
+
+    async def pause_schedule(self, schedule_id: str) -> Schedule:
+        return await self.update_schedule(schedule_id, paused=True)
+
+    async def resume_schedule(self, schedule_id: str) -> Schedule:
+        return await self.update_schedule(schedule_id, paused=False)
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self._run(self._calls.delete_schedule(schedule_id))
+
+    async def types(self) -> builtins.list[JobType]:
+        return await self._run(self._calls.types())
+
+    async def set_type(self, job_type: str, **controls: Any) -> JobType:
+        return await self._run(self._calls.set_type(job_type, controls))
+
+    async def pause_type(self, job_type: str) -> JobType:
+        return await self.set_type(job_type, paused=True)
+
+    async def resume_type(self, job_type: str) -> JobType:
+        return await self.set_type(job_type, paused=False)
 
     async def aclose(self) -> None:
         await self._http.aclose()

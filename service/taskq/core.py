@@ -29,7 +29,9 @@ from .models import (
     Gap,
     Job,
     JobSpec,
+    JobType,
     LogLine,
+    Schedule,
     Stats,
     _Batch,
     _Kind,
@@ -126,6 +128,11 @@ _explain = msgspec.json.Decoder(dict[str, Any])
 _kind = msgspec.json.Decoder(_Kind)
 _event = msgspec.json.Decoder(Event)
 _gap = msgspec.json.Decoder(Gap)
+_schedule = msgspec.json.Decoder(Schedule)
+_schedules = msgspec.json.Decoder(list[Schedule])
+_job_type = msgspec.json.Decoder(JobType)
+_job_types = msgspec.json.Decoder(list[JobType])
+_JSON = {"Content-Type": "application/json"}
 _encode = msgspec.json.Encoder().encode
 
 LOG_PAGE = 1000  # the API's largest logs page
@@ -231,6 +238,39 @@ class Calls:
     def stats(self) -> Program[Stats]:
         response = yield from self.request("GET", "/stats", idempotent=True)
         return _json_type(response, _stats)
+
+    # --- schedules and type controls --------------------------------------------------------------------
+
+    def create_schedule(self, body: Mapping[str, Any]) -> Program[Schedule]:
+        # Not retried: a create that went through but lost its answer would come back as a 409.
+        response = yield from self.request("POST", "/schedules", body=_encode(body), headers=_JSON, idempotent=False)
+        return _json_type(response, _schedule)
+
+    def schedule(self, schedule_id: str) -> Program[Schedule]:
+        response = yield from self.request("GET", f"/schedules/{quote(schedule_id, safe='')}", idempotent=True)
+        return _json_type(response, _schedule)
+
+    def schedules(self) -> Program[list[Schedule]]:
+        response = yield from self.request("GET", "/schedules", idempotent=True)
+        return _json_type(response, _schedules)
+
+    def update_schedule(self, schedule_id: str, changes: Mapping[str, Any]) -> Program[Schedule]:
+        path = f"/schedules/{quote(schedule_id, safe='')}"
+        # Setting the same fields twice leaves the same schedule: safe to retry.
+        response = yield from self.request("PATCH", path, body=_encode(changes), headers=_JSON, idempotent=True)
+        return _json_type(response, _schedule)
+
+    def delete_schedule(self, schedule_id: str) -> Program[None]:
+        yield from self.request("DELETE", f"/schedules/{quote(schedule_id, safe='')}", idempotent=False)
+
+    def types(self) -> Program[list[JobType]]:
+        response = yield from self.request("GET", "/types", idempotent=True)
+        return _json_type(response, _job_types)
+
+    def set_type(self, job_type: str, changes: Mapping[str, Any]) -> Program[JobType]:
+        path = f"/types/{quote(job_type, safe='')}"
+        response = yield from self.request("PATCH", path, body=_encode(changes), headers=_JSON, idempotent=True)
+        return _json_type(response, _job_type)
 
     def pages(self, path: str, params: Mapping[str, str | int | None]) -> Items[Job]:
         """Every job of a keyset-paginated listing, following `next_cursor` page by page."""

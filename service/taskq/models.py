@@ -62,6 +62,7 @@ class Job(msgspec.Struct, frozen=True):
     position_in_queue: int | None = None
     attempts: list[Attempt] = []  # empty in list pages: `get` a job for its attempts
     cancel_requested: bool = False
+    schedule_id: str | None = None  # the cron schedule whose tick submitted it
 
     @property
     def terminal(self) -> bool:
@@ -135,6 +136,36 @@ class JobSpec(msgspec.Struct, frozen=True, omit_defaults=True):
     timeout_seconds: float | None = None
     retry_config: RetryConfig | None = None
     run_at: datetime | None = None
+
+
+class Schedule(msgspec.Struct, frozen=True):
+    """A cron schedule: every tick of `cron` in `timezone` submits `job` (a POST /jobs body without
+    job_id) as the job `<schedule_id>:<tick>`."""
+
+    schedule_id: str
+    cron: str
+    timezone: str = "UTC"
+    job: dict[str, Any] = {}
+    overlap: str = "allow"  # skip: no new job while the previous one is still waiting or running
+    catch_up: str = "none"  # ticks missed while no scheduler ran: none, one (the latest) or all
+    paused: bool = False
+    next_fire_times: list[datetime] = []  # empty while paused
+    last_fired_at: datetime | None = None  # the tick of the last job submitted
+    last_job_id: str | None = None
+    checked_through: datetime | None = None  # every tick up to here is decided
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class JobType(msgspec.Struct, frozen=True):
+    """A job type with its dispatch controls and its live jobs by status (`GET /types`)."""
+
+    type: str
+    registered: bool = True
+    paused: bool = False
+    max_running: int | None = None
+    max_starts_per_second: float | None = None
+    jobs: dict[str, int] = {}
 
 
 class _Page(msgspec.Struct, frozen=True):

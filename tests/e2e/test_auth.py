@@ -24,6 +24,7 @@ CHALLENGE = 'Bearer realm="taskq"'
 # Scheduled far ahead: the module's shared service never starts a worker, so no process appears in it
 # while the leftover-process check of another test looks.
 JOB = {"type": "quick_task", "payload": {}, "run_at": "2999-01-01T00:00:00Z"}
+JOB_TEMPLATE = {"type": "quick_task"}  # a schedule's job: @yearly, so it does not fire during the module
 
 # (method, path, scope needed, JSON body): every guarded route, the fast-path submits included.
 GUARDED: list[tuple[str, str, str, Any]] = [
@@ -42,6 +43,13 @@ GUARDED: list[tuple[str, str, str, Any]] = [
     ("GET", "/keys", "admin", None),
     ("POST", "/keys", "admin", {"name": "made-by-the-route-table", "scopes": ["read"]}),
     ("DELETE", "/keys/000000000000", "admin", None),
+    ("GET", "/schedules", "read", None),
+    ("GET", "/schedules/no-such-schedule", "read", None),
+    ("POST", "/schedules", "admin", {"schedule_id": "by-the-route-table", "cron": "@yearly", "job": JOB_TEMPLATE}),
+    ("PATCH", "/schedules/no-such-schedule", "admin", {"paused": True}),
+    ("DELETE", "/schedules/no-such-schedule", "admin", None),
+    ("GET", "/types", "read", None),
+    ("PATCH", "/types/no_such_type", "admin", {"paused": True}),
     ("GET", "/no/such/route", "admin", None),  # unknown routes need admin: deny by default
 ]
 OPEN_ROUTES = ["/health/live", "/health/ready", "/metrics", "/openapi.json", "/schema/openapi.json", "/ui"]

@@ -305,3 +305,152 @@ def test_a_method_a_route_does_not_have_is_405_with_allow(shared_service: Servic
         assert response.headers["content-type"].startswith("application/problem+json")
         assert allowed <= {m.strip() for m in response.headers["allow"].split(",")}
         assert "allows" in response.json()["detail"]
+
+
+# ----------------------------------------------------------------------------- schedules and type controls
+
+SCHEDULE = {"schedule_id": "nightly", "cron": "0 3 * * *", "job": {"type": "quick_task"}}
+
+SCHEDULE_CASES: list[tuple[str, Any, int, str]] = [
+    ("bad cron", {**SCHEDULE, "cron": "every night"}, 422, "cron"),
+    ("cron field out of range", {**SCHEDULE, "cron": "0 25 * * *"}, 422, "cron"),
+    ("unknown alias", {**SCHEDULE, "cron": "@fortnightly"}, 422, "cron"),
+    ("empty cron", {**SCHEDULE, "cron": ""}, 422, "cron"),
+    ("unknown timezone", {**SCHEDULE, "timezone": "Mars/Olympus_Mons"}, 422, "timezone"),
+    ("path as timezone", {**SCHEDULE, "timezone": "../../etc/passwd"}, 422, "timezone"),
+    ("NUL in the timezone", {**SCHEDULE, "timezone": "UTC\u0000"}, 422, "timezone"),
+    ("unknown job type", {**SCHEDULE, "job": {"type": "mine_bitcoin"}}, 422, "job.type"),
+    (
+        "job above capacity",
+        {**SCHEDULE, "job": {"type": "quick_task", "resource_requirements": {"cpu_units": 9}}},
+        422,
+        "job.resource_requirements.cpu_units",
+    ),
+    ("job with its own id", {**SCHEDULE, "job": {"type": "quick_task", "job_id": "x"}}, 422, "job.job_id"),
+    ("job with dependencies", {**SCHEDULE, "job": {"type": "quick_task", "depends_on": ["a"]}}, 422, "job.depends_on"),
+    (
+        "NUL in the job payload",
+        {**SCHEDULE, "job": {"type": "quick_task", "payload": {"a": "\u0000"}}},
+        422,
+        "job.payload",
+    ),
+    (
+        "job retry delays reversed",
+        {
+            **SCHEDULE,
+            "job": {"type": "quick_task", "retry_config": {"initial_delay_seconds": 9, "max_delay_seconds": 1}},
+        },
+        422,
+        "job.retry_config.max_delay_seconds",
+    ),
+    ("missing job", {"schedule_id": "nightly", "cron": "0 3 * * *"}, 422, "job"),
+    ("missing cron", {"schedule_id": "nightly", "job": {"type": "quick_task"}}, 422, "cron"),
+    ("bad overlap", {**SCHEDULE, "overlap": "queue"}, 422, "overlap"),
+    ("bad catch_up", {**SCHEDULE, "catch_up": "some"}, 422, "catch_up"),
+    ("colon in the id", {**SCHEDULE, "schedule_id": "a:b"}, 422, "schedule_id"),
+    ("long id", {**SCHEDULE, "schedule_id": "s" * 101}, 422, "schedule_id"),
+    ("unknown field", {**SCHEDULE, "every": "day"}, 422, "every"),
+    ("not an object", [SCHEDULE], 422, "body"),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "status", "field"), SCHEDULE_CASES, ids=[c[0] for c in SCHEDULE_CASES])
+def test_a_bad_schedule_is_refused_with_a_problem_naming_the_field(
+    shared_service: Service, name: str, body: Any, status: int, field: str
+) -> None:
+    response = shared_service.http.post("/schedules", json=body)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert [e["field"] for e in problem["errors"]] == [field], problem
+    assert shared_service.http.get("/schedules").json() == []  # nothing was created
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"cron": "* *"}, "cron"),
+        ({"timezone": "Nowhere/City"}, "timezone"),
+        ({"paused": "yes"}, "paused"),
+        ({"paused": None}, "paused"),
+        ({"job": {"type": "mine_bitcoin"}}, "job.type"),
+        ({"overlap": None}, "overlap"),
+        ({"schedule_id": "renamed"}, "schedule_id"),
+    ],
+)
+def test_a_bad_schedule_patch_is_refused_and_changes_nothing(
+    shared_service: Service, body: dict[str, Any], field: str
+) -> None:
+    created = shared_service.http.post("/schedules", json={**SCHEDULE, "schedule_id": "patched", "paused": True})
+    assert created.status_code == 201, created.text
+    try:
+        response = shared_service.http.patch("/schedules/patched", json=body)
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert [e["field"] for e in response.json()["errors"]] == [field]
+        assert shared_service.http.get("/schedules/patched").json()["cron"] == SCHEDULE["cron"]
+    finally:
+        assert shared_service.http.delete("/schedules/patched").status_code == 204
+
+
+def test_a_second_schedule_with_the_same_id_is_a_409(shared_service: Service) -> None:
+    body = {**SCHEDULE, "schedule_id": "twice", "paused": True}
+    assert shared_service.http.post("/schedules", json=body).status_code == 201
+    try:
+        response = shared_service.http.post("/schedules", json=body)
+        assert response.status_code == 409, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert [e["field"] for e in response.json()["errors"]] == ["schedule_id"]
+    finally:
+        shared_service.http.delete("/schedules/twice")
+
+
+@pytest.mark.parametrize(("method", "body"), [("GET", None), ("PATCH", {"paused": True}), ("DELETE", None)])
+@pytest.mark.parametrize("bad_id", ["no-such-schedule", "a%00b", "has%20space", "s" * 101])
+def test_an_unknown_schedule_is_a_404_naming_the_id(
+    shared_service: Service, method: str, body: Any, bad_id: str
+) -> None:
+    response = shared_service.http.request(method, f"/schedules/{bad_id}", json=body)
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in response.json()["errors"]] == ["schedule_id"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"paused": "yes"}, "paused"),
+        ({"paused": None}, "paused"),
+        ({"max_running": 0}, "max_running"),
+        ({"max_running": -1}, "max_running"),
+        ({"max_running": 1.5}, "max_running"),
+        ({"max_starts_per_second": 0}, "max_starts_per_second"),
+        ({"max_starts_per_second": -2}, "max_starts_per_second"),
+        ({"max_starts_per_second": "fast"}, "max_starts_per_second"),
+        ({"max_parallel": 2}, "max_parallel"),
+        ([], "body"),
+    ],
+)
+def test_a_bad_type_control_is_refused_with_a_problem_naming_the_field(
+    shared_service: Service, body: Any, field: str
+) -> None:
+    response = shared_service.http.patch("/types/quick_task", json=body)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+    listed = {t["type"]: t for t in shared_service.http.get("/types").json()}
+    assert listed["quick_task"]["max_running"] is None  # nothing was stored
+
+
+@pytest.mark.parametrize("job_type", ["mine_bitcoin", "a%00b"])
+def test_controls_of_an_unregistered_type_are_a_404_naming_the_type(shared_service: Service, job_type: str) -> None:
+    response = shared_service.http.patch(f"/types/{job_type}", json={"paused": True})
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in response.json()["errors"]] == ["type"]
+
+
+def test_a_schedule_filter_with_a_nul_is_a_400(shared_service: Service) -> None:
+    response = shared_service.http.get("/jobs", params={"schedule_id": "a\u0000b"})
+    assert response.status_code == 400, response.text
+    assert "schedule_id" in response.text
