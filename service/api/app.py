@@ -38,7 +38,7 @@ from service.api.schemas import (
 )
 from service.api.stream import EventHub, job_stream
 from service.api.submit import SubmitBatcher, timestamp
-from service.api.views import decode_object, job_page, load_job, pool_of, with_timestamps
+from service.api.views import decode_object, job_page, liveness, load_job, pool_of, with_timestamps
 from service.errors import JobNotCancellable, JobNotFound, JobNotRetryable, TaskqError
 from service.model import Resources, Status
 from service.protocol import CancelRequest, ExplainQuery, HealthQuery, MetricsQuery, RedriveRequest, StatsQuery
@@ -88,7 +88,7 @@ async def explain_job(job_id: str, state: State) -> dict[str, Any]:
         link: SchedulerLink = state.link
         reply = await link.request(lambda rid: ExplainQuery(rid, job_id))
         if reply.explanation is not None:
-            return {"job_id": job_id, **with_timestamps(reply.explanation)}
+            return {"job_id": job_id, **with_timestamps(reply.explanation), **liveness(record)}
         record = await gateway.get_job(pool_of(state), job_id)  # it finished between the two reads
         assert record is not None
     error = f" ({record.error})" if record.error else ""

@@ -352,6 +352,14 @@ class AttemptView(msgspec.Struct):
     worker_pid: int | None
 
 
+class ProgressView(msgspec.Struct):
+    """The current attempt's last `ctx.progress`: a fraction 0-1, an optional message, when it was said."""
+
+    fraction: float
+    message: str | None
+    at: str
+
+
 class JobView(msgspec.Struct):
     job_id: str
     type: str
@@ -373,6 +381,8 @@ class JobView(msgspec.Struct):
     position_in_queue: int | None
     attempts: list[AttemptView]
     cancel_requested: bool = False
+    progress: ProgressView | None = None  # the current (or last) attempt's
+    heartbeat_at: str | None = None  # the current (or last) attempt's last heartbeat or progress
 
 
 class JobPage(msgspec.Struct):

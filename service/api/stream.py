@@ -112,6 +112,8 @@ def event_json(event: JobEvent) -> dict[str, Any]:
     }
     if event.error:
         body["error"] = event.error
+    if event.progress is not None:
+        body["progress"] = {"fraction": event.progress, "message": event.message}
     return body
 
 

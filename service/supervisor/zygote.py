@@ -214,9 +214,10 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     name_process("zygote")
-    from service import handlers
+    from service import handlers, worker_access
     from service.supervisor import worker
 
+    worker_access.adopt()
     handlers.load(modules)
     worker.prepare()
     worker.warm_up()

@@ -193,6 +193,10 @@ class Client(_Submits):
         spec = self._spec(type, payload, job_id, priority, resources, depends_on, retry, timeout, run_at)
         return self._run(self._calls.submit(spec, idempotency_key))
 
+    def submit_spec(self, spec: JobSpec, idempotency_key: str | None = None) -> Job:
+        """Submit a prepared `JobSpec` (as `taskq.dag.job_spec` or a handler's `ctx.submit` builds it)."""
+        return self._run(self._calls.submit(spec, idempotency_key))
+
     def submit_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> builtins.list[Accepted]:
         """Submit a batch (all or nothing); jobs are `JobSpec`s or dicts of `submit`'s keyword arguments."""
         return self._run(self._calls.submit_many(jobs))
@@ -353,6 +357,10 @@ class AsyncClient(_Submits):
     ) -> Job:
         """See `Client.submit`."""
         spec = self._spec(type, payload, job_id, priority, resources, depends_on, retry, timeout, run_at)
+        return await self._run(self._calls.submit(spec, idempotency_key))
+
+    async def submit_spec(self, spec: JobSpec, idempotency_key: str | None = None) -> Job:
+        """See `Client.submit_spec`."""
         return await self._run(self._calls.submit(spec, idempotency_key))
 
     async def submit_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> builtins.list[Accepted]:

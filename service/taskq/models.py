@@ -31,6 +31,14 @@ class RetryConfig(msgspec.Struct, frozen=True, omit_defaults=True):
     jitter: float = 0.1
 
 
+class Progress(msgspec.Struct, frozen=True):
+    """How far the running (or last) attempt said it was: `ctx.progress(fraction, message)`."""
+
+    fraction: float
+    message: str | None = None
+    at: datetime | None = None
+
+
 class Attempt(msgspec.Struct, frozen=True):
     attempt: int
     started_at: datetime | None = None
@@ -61,6 +69,8 @@ class Job(msgspec.Struct, frozen=True):
     position_in_queue: int | None = None
     attempts: list[Attempt] = []  # empty in list pages: `get` a job for its attempts
     cancel_requested: bool = False
+    progress: Progress | None = None  # of the current (or last) attempt
+    heartbeat_at: datetime | None = None  # the current (or last) attempt's last sign of life
 
     @property
     def terminal(self) -> bool:
@@ -107,6 +117,7 @@ class Event(msgspec.Struct, frozen=True):
     attempt: int | None = None
     timestamp: datetime | None = None
     error: str | None = None
+    progress: Progress | None = None  # with event "progress"
 
     @property
     def terminal(self) -> bool:
