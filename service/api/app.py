@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Litestar, Request, Response, get, patch, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
@@ -19,7 +18,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import Parameter
 
 from service import handlers
-from service.api import problems
+from service.api import openapi, problems
 from service.api.auth import KeyRing
 from service.api.fast_path import http_metrics
 from service.api.intake import JOB_ID, refuse_while_draining, submit_many, submit_one
@@ -27,9 +26,7 @@ from service.api.keys import delete_key, list_keys, post_key
 from service.api.scheduler_link import SchedulerLink
 from service.api.schemas import (
     BatchAccepted,
-    BatchSubmission,
     JobPage,
-    JobSubmission,
     JobView,
     LogLine,
     ResourceRequirements,
@@ -250,37 +247,17 @@ async def metrics(state: State) -> Response[str]:
     return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-_SPEC_EXAMPLE = {
-    "type": "data_export",
-    "priority": "high",
-    "payload": {"user_id": 123, "format": "csv"},
-    "resource_requirements": {"cpu_units": 2, "memory_mb": 512},
-    "depends_on": ["job_abc123"],
-    "retry_config": {"max_attempts": 3, "backoff_multiplier": 2},
-}
-
-
 @get("/openapi.json", summary="The OpenAPI document, with the request body schemas", tags=["docs"])
-async def openapi_document(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    """Litestar describes the routes; the request bodies are decoded by msgspec by hand (for problem
-    details that name the field), so their schemas are added here from the same Structs."""
-    document: dict[str, Any] = request.app.openapi_schema.to_schema()
-    (single, batch), components = msgspec.json.schema_components(
-        [JobSubmission, BatchSubmission], ref_template="#/components/schemas/{name}"
+async def openapi_document(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+    """Litestar describes the routes; `service.api.openapi` adds what it cannot know (request bodies,
+    every problem status, the server's constraints, this node's job types, capacity and key policy)."""
+    keyring: KeyRing = state.keyring
+    return openapi.document(
+        request.app.openapi_schema.to_schema(),
+        job_types=handlers.known_types(),
+        capacity=state.capacity,
+        keys_required=not keyring.open,
     )
-    document.setdefault("components", {}).setdefault("schemas", {}).update(components)
-    bodies = {
-        "/jobs": {"schema": single, "example": _SPEC_EXAMPLE},
-        "/jobs/batch": {
-            "schema": batch,
-            "example": {"jobs": [{"job_id": "a", "type": "data_fetch"}, {"type": "report", "depends_on": ["a"]}]},
-        },
-    }
-    for path, media in bodies.items():
-        operation = document.get("paths", {}).get(path, {}).get("post")
-        if operation is not None:
-            operation["requestBody"] = {"required": True, "content": {"application/json": media}}
-    return document
 
 
 # ----------------------------------------------------------------------------------------------- the app
