@@ -146,7 +146,8 @@ def eager() -> Iterator[list[Job]]:
     """While active, `some_type.defer(...)` (and `ctx.submit` in handlers run by it) runs the handler at
     once, in this process, and returns the finished job: `succeeded` with its result, or `failed` with
     the error. Dependencies, `run_at`, priorities and retries are ignored: each job runs once, when it is
-    deferred. Yields the list of jobs run, in order."""
+    deferred. Yields the list of the jobs `defer` ran, in order (the children their handlers submit run
+    too, at once)."""
     ran: list[Job] = []
     previous = registry.eager_runner
 

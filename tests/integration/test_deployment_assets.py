@@ -6,8 +6,11 @@ service/telemetry.py produces, with labels and label values the service really s
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -132,8 +135,9 @@ def duration_seconds(text: str) -> float:
     return sum(float(n) * scale[u] for n, u in parts)
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) for each instruction of ops/Dockerfile, continuation lines joined."""
+def dockerfile_instructions(build_args: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) for each instruction of ops/Dockerfile, continuation lines joined, with
+    `${ARG}` references replaced as a build would: by `build_args`, else the ARG's default."""
     logical: list[str] = []
     pending = ""
     for line in DOCKERFILE.read_text().splitlines():
@@ -144,7 +148,16 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
             continue
         logical.append(pending + line)
         pending = ""
-    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1].strip()) for text in logical]
+    instructions = [(text.split(None, 1)[0].upper(), text.split(None, 1)[1].strip()) for text in logical]
+    values: dict[str, str] = {}
+    substituted = []
+    for name, args in instructions:
+        args = re.sub(r"\$\{(\w+)\}", lambda m: values.get(m[1], ""), args)
+        if name == "ARG":
+            arg, _, default = args.partition("=")
+            values[arg] = (build_args or {}).get(arg, default)
+        substituted.append((name, args))
+    return substituted
 
 
 def dashboard() -> dict[str, Any]:
@@ -324,7 +337,43 @@ def test_dockerfile_settings_and_build_context() -> None:
         for name, args in instructions:
             if name == "COPY":
                 for source in shlex.split(args)[:-1]:
-                    assert source.rstrip("/") in kept, f"{source} is excluded from the build context"
+                    path = source.rstrip("/")
+                    assert (ROOT / path).exists(), f"{source} is not in the repository"
+                    assert any(path == k or path.startswith(f"{k}/") for k in kept), f"{source} is excluded"
+
+
+def test_dockerfile_ships_the_handler_code_named_by_its_build_arguments() -> None:
+    args = {"APP_DIR": "ops/example_app", "TASKQ_HANDLERS": "myapp.jobs"}
+    instructions = dockerfile_instructions(args)
+    env: dict[str, str] = {}
+    for name, value in instructions:
+        if name == "ENV":
+            env.update(item.split("=", 1) for item in shlex.split(value))
+    assert env["TASKQ_HANDLERS"] == "myapp.jobs"
+    assert load(env).handlers == ("myapp.jobs",)
+    copies = {shlex.split(value)[0]: shlex.split(value)[-1] for name, value in instructions if name == "COPY"}
+    assert copies["ops/example_app"] in env["PYTHONPATH"].split(":")
+    assert (ROOT / "ops/example_app/requirements.txt").is_file()
+    # Without the argument the image runs the built-in types (an empty TASKQ_HANDLERS is the default).
+    default_env = dict(
+        item.split("=", 1) for name, value in dockerfile_instructions() if name == "ENV" for item in shlex.split(value)
+    )
+    assert load({"TASKQ_HANDLERS": default_env["TASKQ_HANDLERS"]}).handlers == ()
+    # The example app loads the way the image loads it: only its own modules on the path, its declared
+    # defaults accepted by the service.
+    probe = (
+        "from service import handlers; from service.api.job_types import declared_defaults_problem; "
+        "handlers.load(['myapp.jobs']); print(sorted(handlers.known_types()), declared_defaults_problem())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'ops/example_app'}{os.pathsep}{ROOT}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == "['export_rows', 'welcome_email'] None", done.stderr
 
 
 # ---------------------------------------------------------------------------------------------- Prometheus
