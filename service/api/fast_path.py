@@ -61,7 +61,8 @@ _PROBLEM_TYPE = (b"content-type", problems.PROBLEM_JSON.encode())
 
 
 def fast_submit(app: Litestar, max_body_bytes: int) -> ASGIApp:
-    """`POST /jobs` and `POST /jobs/batch` served in front of Litestar; every other request goes to it.
+    """`POST /jobs` and `POST /jobs/batch` served in front of Litestar; every other request goes to it,
+    except OPTIONS, answered here from the documented routes (`openapi.allowed_methods`).
 
     Litestar's routing, dependency injection, `Request`/`Response` objects and its middleware stack cost
     more CPU per submission than the submission's own work (about a third of the API process's CPU under
