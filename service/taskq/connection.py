@@ -22,7 +22,8 @@ _client: Client | None = None
 
 
 def configure(url: str | None = None, api_key: str | None = None) -> None:
-    """Set the default connection for this process (instead of TASKQ_URL / TASKQ_API_KEY)."""
+    """Set the default connection for this process; what is left None falls back to TASKQ_URL and
+    TASKQ_API_KEY (so `configure()` undoes an earlier call)."""
     global _client
     with _lock:
         _configured.clear()
@@ -35,8 +36,7 @@ def configure(url: str | None = None, api_key: str | None = None) -> None:
 def settings() -> tuple[str, str | None]:
     """(url, api_key) of the default connection, as configured now."""
     url = _configured.get("url") or os.environ.get("TASKQ_URL") or DEFAULT_URL
-    api_key = _configured.get("api_key") if "api_key" in _configured else None
-    return url, api_key or os.environ.get("TASKQ_API_KEY") or None
+    return url, _configured.get("api_key") or os.environ.get("TASKQ_API_KEY") or None
 
 
 def default_client() -> Client:

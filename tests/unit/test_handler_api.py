@@ -215,3 +215,41 @@ def test_eager_mode_runs_deferred_jobs_and_their_children_at_once() -> None:
     assert (failed.job_id, failed.status) == ("neg", "failed")
     assert failed.error == "PermanentError: negative invoice number"
     assert [j.status for j in ran] == ["succeeded", "failed"]
+
+
+# ------------------------------------------------------------------------------------ default connection
+
+
+def test_the_default_connection_is_configure_then_the_environment_then_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from taskq import connection
+
+    monkeypatch.delenv("TASKQ_URL", raising=False)
+    monkeypatch.delenv("TASKQ_API_KEY", raising=False)
+    assert connection.settings() == ("http://127.0.0.1:8000", None)
+    monkeypatch.setenv("TASKQ_URL", "http://worker-view:9000")
+    monkeypatch.setenv("TASKQ_API_KEY", "tqw_secret")
+    assert connection.settings() == ("http://worker-view:9000", "tqw_secret")
+    taskq.configure(url="http://configured:1", api_key="tq_configured")
+    try:
+        assert connection.settings() == ("http://configured:1", "tq_configured")
+    finally:
+        taskq.configure()
+    assert connection.settings() == ("http://worker-view:9000", "tqw_secret")
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("0.0.0.0", "http://127.0.0.1:8000"),
+        ("::", "http://[::1]:8000"),
+        ("::1", "http://[::1]:8000"),
+        ("10.1.2.3", "http://10.1.2.3:8000"),
+        ("taskq.internal", "http://taskq.internal:8000"),
+    ],
+)
+def test_workers_reach_the_api_on_its_own_address_a_wildcard_bind_on_loopback(host: str, url: str) -> None:
+    from service.worker_access import own_url
+
+    assert own_url(host, 8000) == url
