@@ -134,7 +134,12 @@ CREATE TABLE public.attempts (
     error text,
     worker_pid integer,
     node text,
+    progress double precision,
+    progress_message text,
+    progress_at timestamp with time zone,
+    heartbeat_at timestamp with time zone,
     CONSTRAINT attempts_attempt_check CHECK ((attempt >= 1)),
+    CONSTRAINT attempts_progress_check CHECK (((progress >= (0)::double precision) AND (progress <= (1)::double precision))),
     CONSTRAINT outcome_iff_finished CHECK (((outcome IS NULL) = (finished_at IS NULL)))
 )
 WITH (fillfactor='80');
@@ -176,7 +181,9 @@ CREATE TABLE public.job_events (
     status public.job_status NOT NULL,
     event text NOT NULL,
     attempt integer,
-    error text
+    error text,
+    progress double precision,
+    message text
 );
 
 
@@ -556,4 +563,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261205000009'),
     ('20261205000010'),
     ('20261206000001'),
+    ('20261206000110'),
     ('20261206000210');

@@ -42,12 +42,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         from service import handlers
+        from service.api.job_types import declared_defaults_problem
         from service.root import serve
 
         try:  # the actors import them too; a bad module name should stop the service here, in one line
             handlers.load(settings.handlers)
         except handlers.UnknownHandlerModule as exc:
             print(f"taskq: {exc}", file=sys.stderr)
+            return 2
+        if (problem := declared_defaults_problem()) is not None:
+            print(f"taskq: {problem}", file=sys.stderr)
             return 2
         return serve(settings)
     if args.command == "keys":

@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:  # mypy checks the client as `service.taskq`; at run time it is imported as `taskq`
-    from service.taskq import Client, Event, Gap, Job, JobType, LogLine, Schedule
+    from service.taskq import Client, Event, Gap, Job, LogLine, Schedule, TypeControls
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 PRIORITIES = ("low", "normal", "high", "critical")
@@ -531,7 +531,7 @@ def _schedule_details(s: Schedule) -> str:
     return "\n".join(f"{name + ':':<15} {value}" for name, value in rows)
 
 
-def _types_table(found: Iterable[JobType]) -> str:
+def _types_table(found: Iterable[TypeControls]) -> str:
     rows: list[tuple[str, ...]] = [
         ("TYPE", "PAUSED", "MAX_RUNNING", "MAX_STARTS/S", "PENDING", "RUNNING", "SCHEDULED", "BLOCKED")
     ]

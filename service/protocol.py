@@ -4,9 +4,10 @@ Links (all length-prefixed msgpack frames, see `service.transport`):
 
 * api -> scheduler: `ApiHello`, `Submitted`, `CancelRequest`, `PositionQuery`, `ExplainQuery`,
   `SchedulesChanged`, `TypeControl`; answered by `Reply`.
-* supervisor -> scheduler: `SupervisorHello`, `AttemptStarted`, `AttemptFinished`, `HandlerLog`.
+* supervisor -> scheduler: `SupervisorHello`, `AttemptStarted`, `AttemptFinished`, `HandlerLog`,
+  `AttemptBeat`.
 * scheduler -> supervisor: `RunJob`, `KillJob`, `Ack`.
-* supervisor <-> worker: `WorkerJob` down, `WorkerLog` and `WorkerResult` up.
+* supervisor <-> worker: `WorkerJob` down, `WorkerLog`, `WorkerBeat` and `WorkerResult` up.
 * supervisor <-> zygote (a SOCK_SEQPACKET pair, one message per packet): `SpawnWorkers` down;
   `ZygoteReady`, `WorkerForked` (with the worker's descriptors attached, SCM_RIGHTS) and `WorkersExited` up.
 
@@ -178,6 +179,8 @@ class JobEvent(msgspec.Struct, gc=False):
     event: str
     attempt: int | None = None
     error: str | None = None
+    progress: float | None = None  # event "progress": the fraction, and its message
+    message: str | None = None
 
 
 class Events(Message):
@@ -287,8 +290,19 @@ class Ack(Message):
     lease: float = 0.0
 
 
+class AttemptBeat(Message):
+    """A running attempt's heartbeat, with its progress when `progress` is set (a `WorkerBeat` passed
+    on). Stored with the scheduler's next commit, like a HandlerLog (see service/scheduler/beats.py)."""
+
+    job_id: str
+    attempt: int
+    at: float
+    progress: float | None = None
+    message: str | None = None
+
+
 SupervisorToScheduler = (
-    SupervisorHello | SupervisorStopping | SupervisorStats | AttemptStarted | AttemptFinished | HandlerLog
+    SupervisorHello | SupervisorStopping | SupervisorStats | AttemptStarted | AttemptFinished | HandlerLog | AttemptBeat
 )
 SchedulerToSupervisor = RunJob | KillJob | Ack
 
@@ -317,7 +331,15 @@ class WorkerResult(Message):
     permanent: bool = False
 
 
-WorkerToSupervisor = WorkerLog | WorkerResult
+class WorkerBeat(Message):
+    """`ctx.heartbeat()`, or `ctx.progress(...)` when `progress` is set; throttled in the worker."""
+
+    at: float
+    progress: float | None = None
+    message: str | None = None
+
+
+WorkerToSupervisor = WorkerLog | WorkerResult | WorkerBeat
 
 # --------------------------------------------------------------------------------------------------------------
 # supervisor <-> zygote

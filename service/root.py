@@ -221,11 +221,13 @@ class RootSupervisor:
             )
 
     def _start_children(self, url: str) -> None:
+        from service import worker_access
         from service.api import server
         from service.scheduler import actor as scheduler
         from service.supervisor import actor as supervisor
 
         sock = os.path.join(self.runtime_dir, "scheduler.sock")
+        worker_access.issue(self.settings)  # the credential and address workers submit with, for every actor
         me = os.getpid()
         grace = self.settings.kill_grace_seconds
         self.children = [

@@ -42,8 +42,10 @@ class Rate(msgspec.Struct, frozen=True):
         if match is None:
             raise ValueError(raw)
         per_second = float(match.group(1)) / _PER[match.group(2)]
+        if not 0 < per_second < math.inf:  # 400 nines is a float, but an infinite one: no burst fits it
+            raise ValueError(raw)
         burst = int(match.group(3)) if match.group(3) else max(1, math.ceil(per_second))
-        if per_second <= 0 or burst < 1:
+        if burst < 1:
             raise ValueError(raw)
         return cls(per_second, burst, text)
 

@@ -307,12 +307,21 @@ _SHARED_ROOTS: set[int] = set()
 @pytest.fixture(scope="module")
 def shared_service(pg: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """One service for a module whose tests leave no state behind that another could see (bad input)."""
-    service = Service(pg.fresh_database(), tmp_path_factory.mktemp("shared") / "service.log", {}).start()
+    with module_service(Service(pg.fresh_database(), tmp_path_factory.mktemp("shared") / "service.log", {})) as s:
+        yield s
+
+
+@contextlib.contextmanager
+def module_service(service: Service) -> Iterator[Service]:
+    """Start `service` for a whole module: the leftover-process check spares its tree until it stops."""
+    service.start()
     _SHARED_ROOTS.add(service.pid)
-    yield service
-    _SHARED_ROOTS.discard(service.pid)
-    code = service.stop()
-    service.http.close()
+    try:
+        yield service
+    finally:
+        _SHARED_ROOTS.discard(service.pid)
+        code = service.stop()
+        service.http.close()
     assert code == 0, f"taskq serve exited with {code}:\n{service.logs()}"
 
 

@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Litestar, Request, Response, get, patch, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
@@ -19,7 +18,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import Parameter
 
 from service import handlers
-from service.api import problems
+from service.api import openapi, problems
 from service.api.auth import KeyRing
 from service.api.console import console_file, console_index, job_graph, load_console, throughput
 from service.api.controls import (
@@ -37,9 +36,7 @@ from service.api.keys import delete_key, list_keys, post_key, whoami
 from service.api.scheduler_link import SchedulerLink
 from service.api.schemas import (
     BatchAccepted,
-    BatchSubmission,
     JobPage,
-    JobSubmission,
     JobView,
     LogLine,
     NodeView,
@@ -49,7 +46,7 @@ from service.api.schemas import (
 )
 from service.api.stream import EventHub, job_stream
 from service.api.submit import SubmitBatcher, timestamp
-from service.api.views import decode_object, job_page, load_job, node_view, pool_of, with_timestamps
+from service.api.views import decode_object, job_page, liveness, load_job, node_view, pool_of, with_timestamps
 from service.errors import JobNotCancellable, JobNotFound, JobNotRetryable, TaskqError
 from service.model import Resources, Status
 from service.protocol import CancelRequest, ExplainQuery, HealthQuery, MetricsQuery, RedriveRequest, StatsQuery
@@ -99,7 +96,7 @@ async def explain_job(job_id: str, state: State) -> dict[str, Any]:
         link: SchedulerLink = state.link
         reply = await link.request(lambda rid: ExplainQuery(rid, job_id))
         if reply.explanation is not None:
-            return {"job_id": job_id, **with_timestamps(reply.explanation)}
+            return {"job_id": job_id, **with_timestamps(reply.explanation), **liveness(record)}
         record = await gateway.get_job(pool_of(state), job_id)  # it finished between the two reads
         assert record is not None
     error = f" ({record.error})" if record.error else ""
@@ -280,37 +277,17 @@ async def metrics(state: State) -> Response[str]:
     return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-_SPEC_EXAMPLE = {
-    "type": "data_export",
-    "priority": "high",
-    "payload": {"user_id": 123, "format": "csv"},
-    "resource_requirements": {"cpu_units": 2, "memory_mb": 512},
-    "depends_on": ["job_abc123"],
-    "retry_config": {"max_attempts": 3, "backoff_multiplier": 2},
-}
-
-
 @get("/openapi.json", summary="The OpenAPI document, with the request body schemas", tags=["docs"])
-async def openapi_document(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    """Litestar describes the routes; the request bodies are decoded by msgspec by hand (for problem
-    details that name the field), so their schemas are added here from the same Structs."""
-    document: dict[str, Any] = request.app.openapi_schema.to_schema()
-    (single, batch), components = msgspec.json.schema_components(
-        [JobSubmission, BatchSubmission], ref_template="#/components/schemas/{name}"
+async def openapi_document(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+    """Litestar describes the routes; `service.api.openapi` adds what it cannot know (request bodies,
+    every problem status, the server's constraints, this node's job types, capacity and key policy)."""
+    keyring: KeyRing = state.keyring
+    return openapi.document(
+        request.app.openapi_schema.to_schema(),
+        job_types=handlers.known_types(),
+        capacity=state.capacity,
+        keys_required=not keyring.open,
     )
-    document.setdefault("components", {}).setdefault("schemas", {}).update(components)
-    bodies = {
-        "/jobs": {"schema": single, "example": _SPEC_EXAMPLE},
-        "/jobs/batch": {
-            "schema": batch,
-            "example": {"jobs": [{"job_id": "a", "type": "data_fetch"}, {"type": "report", "depends_on": ["a"]}]},
-        },
-    }
-    for path, media in bodies.items():
-        operation = document.get("paths", {}).get(path, {}).get("post")
-        if operation is not None:
-            operation["requestBody"] = {"required": True, "content": {"application/json": media}}
-    return document
 
 
 # ----------------------------------------------------------------------------------------------- the app

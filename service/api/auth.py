@@ -33,7 +33,7 @@ import asyncpg
 import msgspec
 from litestar.types import ASGIApp
 
-from service import credentials
+from service import credentials, worker_access
 from service.api import limits, problems
 from service.credentials import ADMIN, READ, SUBMIT
 from service.errors import MissingScope, OriginNotAllowed, TaskqError, Unauthenticated
@@ -213,6 +213,9 @@ class Verified(msgspec.Struct, frozen=True):
 
 
 _BOOTSTRAP = Verified("bootstrap key", credentials.ALL_SCOPES, {})
+# The root's per-run credential for its own workers (service/worker_access.py): `ctx.submit` and
+# `defer` inside a handler, so submit only.
+_WORKERS = Verified("workers", frozenset({SUBMIT}), {})
 
 
 @functools.lru_cache(maxsize=4096)
@@ -238,6 +241,8 @@ class KeyRing:
         self.clock = clock
         bootstrap = settings.bootstrap_key.value if settings.bootstrap_key is not None else None
         self._bootstrap = bootstrap.encode() if bootstrap is not None else None
+        workers = worker_access.token()
+        self._workers = workers.encode() if workers is not None else None
         self.mode = settings.auth
         # Whether keys are required depends on the database only in this one case.
         self.follows_database = settings.auth == "auto" and bootstrap is None and is_loopback(settings.host)
@@ -290,6 +295,8 @@ class KeyRing:
         """Who presents this key and what it may do, or None when it is not a valid key."""
         if self._bootstrap is not None and hmac.compare_digest(token.encode(), self._bootstrap):
             return _BOOTSTRAP
+        if self._workers is not None and hmac.compare_digest(token.encode(), self._workers):
+            return _WORKERS
         parsed = credentials.parse_key(token)
         if parsed is None:
             return None

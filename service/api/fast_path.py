@@ -12,7 +12,7 @@ from litestar.exceptions import ClientException, InternalServerException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
-from service.api import problems
+from service.api import openapi, problems
 from service.api.intake import refuse_while_draining, submit_many, submit_one
 from service.api.schemas import require_json
 from service.telemetry import Telemetry
@@ -61,7 +61,8 @@ _PROBLEM_TYPE = (b"content-type", problems.PROBLEM_JSON.encode())
 
 
 def fast_submit(app: Litestar, max_body_bytes: int) -> ASGIApp:
-    """`POST /jobs` and `POST /jobs/batch` served in front of Litestar; every other request goes to it.
+    """`POST /jobs` and `POST /jobs/batch` served in front of Litestar; every other request goes to it,
+    except OPTIONS, answered here from the documented routes (`openapi.allowed_methods`).
 
     Litestar's routing, dependency injection, `Request`/`Response` objects and its middleware stack cost
     more CPU per submission than the submission's own work (about a third of the API process's CPU under
@@ -72,6 +73,14 @@ def fast_submit(app: Litestar, max_body_bytes: int) -> ASGIApp:
     the OpenAPI document describes both routes as before."""
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP and scope["method"] == "OPTIONS":
+            methods = openapi.allowed_methods(app.openapi_schema.to_schema(), scope["path"])
+            if methods is not None:
+                # Litestar's own answer named only the first method registered on a path.
+                allow = (b"allow", ", ".join(methods).encode())
+                await send({"type": "http.response.start", "status": 204, "headers": [allow]})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
         if scope["type"] != ScopeType.HTTP or scope["method"] != "POST" or scope["path"] not in _FAST_ROUTES:
             await app(scope, receive, send)
             return

@@ -11,6 +11,7 @@ import msgspec
 from litestar.datastructures import State
 
 from service import handlers
+from service.api import job_types
 from service.api.scheduler_link import SchedulerLink
 from service.api.schemas import (
     JOB_ID_PATTERN,
@@ -40,7 +41,7 @@ def refuse_while_draining(state: State) -> None:
 
 async def submit_one(state: State, body: bytes, idempotency_key: str | None) -> tuple[int, JobView]:
     """POST /jobs after the draining check: the status code and the job."""
-    submission = decode_submission(body)
+    submission = job_types.with_defaults(body, decode_submission(body))
     if idempotency_key is not None:
         if submission.job_id is None:
             if not JOB_ID.match(idempotency_key):
@@ -50,6 +51,7 @@ async def submit_one(state: State, body: bytes, idempotency_key: str | None) -> 
             raise InvalidRequest.field("job_id", "differs from the Idempotency-Key header")
     settings: Settings = state.settings
     validate(submission, capacity=state.capacity, known_types=handlers.known_types())
+    job_types.check_payload(submission)
     _refuse_beyond_live_limit(state, 1)
     batcher: SubmitBatcher = state.batcher
     accepted = await batcher.submit(submission)
@@ -115,7 +117,7 @@ async def submit_many(state: State, body: bytes) -> tuple[int, BatchAccepted]:
     """POST /jobs/batch after the draining check: the status code and the answer. The per-job work here
     is kept to a few µs: the graph checks run only when some job has dependencies, a job's field prefix
     (`jobs.3.`) is only built for a reject, and created jobs are answered from the batcher's outcome."""
-    jobs = decode_batch(body).jobs
+    jobs = job_types.batch_with_defaults(body, decode_batch(body)).jobs
     capacity: Resources = state.capacity
     known = handlers.known_types()
     fresh = iter(new_job_ids(sum(1 for s in jobs if s.job_id is None)))
@@ -125,6 +127,7 @@ async def submit_many(state: State, body: bytes) -> tuple[int, BatchAccepted]:
     for index, submission in enumerate(jobs):
         try:
             check(submission, capacity, known)
+            job_types.check_payload(submission)
         except InvalidRequest as exc:
             name_job(exc, f"jobs.{index}.")
             raise

@@ -441,6 +441,14 @@ class AttemptView(msgspec.Struct):
     node: str | None = None  # the node whose executor ran it
 
 
+class ProgressView(msgspec.Struct):
+    """The current attempt's last `ctx.progress`: a fraction 0-1, an optional message, when it was said."""
+
+    fraction: float
+    message: str | None
+    at: str
+
+
 class JobView(msgspec.Struct):
     job_id: str
     type: str
@@ -463,6 +471,8 @@ class JobView(msgspec.Struct):
     attempts: list[AttemptView]
     cancel_requested: bool = False
     schedule_id: str | None = None  # the schedule whose tick submitted it
+    progress: ProgressView | None = None  # the current (or last) attempt's
+    heartbeat_at: str | None = None  # the current (or last) attempt's last heartbeat or progress
 
 
 class JobPage(msgspec.Struct):

@@ -115,6 +115,8 @@ def event_json(event: JobEvent) -> dict[str, Any]:
     }
     if event.error:
         body["error"] = event.error
+    if event.progress is not None:
+        body["progress"] = {"fraction": event.progress, "message": event.message}
     return body
 
 
@@ -134,7 +136,8 @@ async def job_stream(
     after: int | None = None,
 ) -> None:
     """One JSON message per status change: {seq, event, job_id, type, priority, status, attempt, timestamp}
-    (+ error). Filter with ?job_id=, ?type=, ?status=; resume with ?after=<last seq seen>."""
+    (+ error), and per handler progress report (event "progress", + progress {fraction, message}).
+    Filter with ?job_id=, ?type=, ?status=; resume with ?after=<last seq seen>."""
     state: State = socket.app.state
     hub: EventHub = state.hub
     limit: int = state.settings.max_stream_clients

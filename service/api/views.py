@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +14,15 @@ import msgspec
 from litestar.datastructures import State
 
 from service.api.scheduler_link import SchedulerLink
-from service.api.schemas import AttemptView, JobPage, JobView, NodeView, ResourceRequirements, RetryConfig
+from service.api.schemas import (
+    AttemptView,
+    JobPage,
+    JobView,
+    NodeView,
+    ProgressView,
+    ResourceRequirements,
+    RetryConfig,
+)
 from service.api.submit import timestamp
 from service.errors import InvalidQuery, JobNotFound, TaskqError
 from service.model import Priority, Status
@@ -64,6 +73,12 @@ def job_view(record: gateway.JobRecord, *, position: int | None = None) -> JobVi
             )
             for a in attempt_list
         ],
+        progress=(
+            ProgressView(record.progress, record.progress_message, timestamp(record.progress_at) or "")
+            if record.progress is not None
+            else None
+        ),
+        heartbeat_at=timestamp(record.heartbeat_at),
     )
 
 
@@ -126,6 +141,17 @@ def with_timestamps(explanation: dict[str, Any]) -> dict[str, Any]:
     if reservation is not None and reservation.get("until") is not None:
         result["reservation"] = {**reservation, "until": timestamp(reservation["until"])}
     return result
+
+
+def liveness(record: gateway.JobRecord) -> dict[str, Any]:
+    """For `explain` of a running job: when its attempt last gave a sign of life (`ctx.heartbeat` or
+    `ctx.progress`), and how long ago. A handler that reports regularly and has gone quiet is stuck."""
+    if record.status != Status.RUNNING.value:
+        return {}
+    seconds = None
+    if record.heartbeat_at is not None:
+        seconds = round(max(0.0, time.time() - record.heartbeat_at.timestamp()), 3)
+    return {"heartbeat_at": timestamp(record.heartbeat_at), "seconds_since_heartbeat": seconds}
 
 
 def encode_cursor(seq: int) -> str:

@@ -1,15 +1,17 @@
-"""The job handler registry: job type -> `async def handle(ctx, payload) -> result` (or a plain `def`).
+"""The service's side of the job handler registry: loading the user's modules (`TASKQ_HANDLERS`) and
+looking types up. The registry itself, the `job_type` decorator, `JobContext` and `PermanentError` are
+the public package's (`taskq.registry`, `taskq.context`), so handler code imports them from `taskq`:
 
-Handlers run inside a worker process, one process per attempt. Register one with the `job_type`
-decorator in any module and name that module in `TASKQ_HANDLERS`:
+    from taskq import JobContext, PermanentError, job_type
 
-    from service.handlers import JobContext, PermanentError, job_type
-
-    @job_type("resize_image")
-    async def resize(ctx: JobContext, payload: dict) -> dict:
-        ctx.log.info("resizing %s", payload["url"])
+    @job_type("resize_image", timeout=60, retry={"max_attempts": 5})
+    async def resize(ctx: JobContext, payload: Resize) -> dict:
+        ctx.log.info("resizing %s", payload.url)
         ...
         return {"width": 640}
+
+They are re-exported here (`from service.handlers import job_type` keeps working): one class each,
+whichever name is used. Handlers run inside a worker process, one process per attempt.
 
 Raise `PermanentError` for failures that retrying cannot fix; any other exception is retried.
 
@@ -26,44 +28,41 @@ A worker is retired after `REUSE_LIMIT` attempts, and never reused after a kill,
 from __future__ import annotations
 
 import importlib
-import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # mypy checks the package as `service.taskq`; at run time it is imported as `taskq`
+    from service.taskq.context import JobContext
+    from service.taskq.registry import REGISTRY, InvalidJobType, JobType, PayloadMismatch, PermanentError, job_type
+else:
+    from taskq.context import JobContext
+    from taskq.registry import REGISTRY, InvalidJobType, JobType, PayloadMismatch, PermanentError, job_type
+
+__all__ = [
+    "BUILTIN",
+    "REUSE_LIMIT",
+    "Handler",
+    "JobContext",
+    "JobType",
+    "PayloadMismatch",
+    "PermanentError",
+    "UnknownHandlerModule",
+    "get",
+    "job_type",
+    "known_types",
+    "load",
+    "reuses_worker",
+    "spec",
+]
 
 # A coroutine function, or a plain function whose return value is the result.
-Handler = Callable[["JobContext", dict[str, Any]], Any]
+Handler = Callable[[JobContext, Any], Any]
 
-_REGISTRY: dict[str, Handler] = {}
 REUSE_LIMIT = 1000  # attempts one reused worker runs before it is retired and replaced by a fresh fork
-_REUSES_WORKER: set[str] = set()
-
-
-class PermanentError(Exception):
-    """A failure that retrying cannot fix: the job fails at once, whatever attempts are left."""
 
 
 class UnknownHandlerModule(ImportError):
     """A module named in TASKQ_HANDLERS could not be imported."""
-
-
-@dataclass(frozen=True)
-class JobContext:
-    job_id: str
-    attempt: int
-    log: logging.Logger  # lines land in GET /jobs/{job_id}/logs with event "log"
-
-
-def job_type(name: str, *, reuse_worker: bool = False) -> Callable[[Handler], Handler]:
-    def register(handler: Handler) -> Handler:
-        if name in _REGISTRY and _REGISTRY[name] is not handler:
-            raise ValueError(f"job type {name!r} is registered twice")
-        _REGISTRY[name] = handler
-        if reuse_worker:
-            _REUSES_WORKER.add(name)
-        return handler
-
-    return register
 
 
 BUILTIN = "service.handlers.builtin"
@@ -79,14 +78,23 @@ def load(modules: Iterable[str] = ()) -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise UnknownHandlerModule(f"cannot import handler module {module!r} (TASKQ_HANDLERS): {exc}") from exc
+        except InvalidJobType as exc:
+            raise UnknownHandlerModule(f"cannot load handler module {module!r} (TASKQ_HANDLERS): {exc}") from exc
+
+
+def spec(name: str) -> JobType[..., Any] | None:
+    """The registered type: its handler, defaults and payload type."""
+    return REGISTRY.get(name)
 
 
 def get(name: str) -> Handler | None:
-    return _REGISTRY.get(name)
+    registered = REGISTRY.get(name)
+    return None if registered is None else registered.handler
 
 
 def reuses_worker(name: str) -> bool:
-    return name in _REUSES_WORKER
+    registered = REGISTRY.get(name)
+    return registered is not None and registered.reuse_worker
 
 
 _known: tuple[int, frozenset[str]] = (0, frozenset())
@@ -96,6 +104,6 @@ def known_types() -> frozenset[str]:
     """The registered type names, for a membership test on every submission. Rebuilt only when the
     registry has grown (types are only ever added), not sorted and copied per request."""
     global _known
-    if _known[0] != len(_REGISTRY):
-        _known = (len(_REGISTRY), frozenset(_REGISTRY))
+    if _known[0] != len(REGISTRY):
+        _known = (len(REGISTRY), frozenset(REGISTRY))
     return _known[1]

@@ -34,6 +34,7 @@ from service.processes import die_with_parent, name_process
 from service.protocol import (
     Ack,
     ApiHello,
+    AttemptBeat,
     AttemptFinished,
     AttemptStarted,
     CancelRequest,
@@ -60,6 +61,7 @@ from service.protocol import (
     TypeControl,
 )
 from service.scheduler import leadership
+from service.scheduler.beats import Beat, Beats
 from service.scheduler.core import Effects, Restored, SchedulerCore, Transition
 from service.scheduler.schedules import CronPass
 from service.settings import Settings
@@ -112,6 +114,7 @@ class Turn:
     logs: list[LogRow] = field(default_factory=list)
     pids: list[tuple[str, int, int]] = field(default_factory=list)
     events: list[JobEvent] = field(default_factory=list)
+    beats: list[Beat] = field(default_factory=list)
 
 
 class SchedulerActor:
@@ -156,6 +159,7 @@ class SchedulerActor:
         self.deferred_logs: list[LogRow] = []
         self.deferred_pids: list[tuple[str, int, int]] = []
         self.deferred_since: float | None = None  # monotonic time of the oldest
+        self.beats = Beats()  # running attempts' heartbeats and progress, deferred the same way
         self.pruning: asyncio.Task[None] | None = None
         kept = [k for k in (settings.retention_succeeded, settings.retention_failed) if k is not None]
         # Checked a tenth as often as the shortest retention: a job outlives it by at most ~10%.
@@ -519,6 +523,12 @@ class SchedulerActor:
                     self._defer(line)
                 else:  # the last lines of an attempt that has ended: whoever sees it ended expects them
                     turn.logs.append(line)
+            case AttemptBeat():
+                running = self.core.running.get(message.job_id)
+                if running is not None and running.attempt == message.attempt:
+                    self.beats.add(message, running.type, running.level)
+                    if self.deferred_since is None:
+                        self.deferred_since = time.monotonic()
             case CancelRequest(request_id=request_id, job_id=job_id):
                 verdict = self.core.cancel(job_id, now)
                 turn.replies.append((client, Reply(request_id, cancel=verdict)))
@@ -665,6 +675,7 @@ class SchedulerActor:
             return
         turn.logs[:0] = self.deferred_logs  # before the turn's own lines: they happened first
         turn.pids[:0] = self.deferred_pids
+        turn.beats = self.beats.take()
         self.deferred_logs, self.deferred_pids, self.deferred_since = [], [], None
 
     def _reply(self, replies: list[tuple[Client, Reply]]) -> None:
@@ -746,6 +757,13 @@ class SchedulerActor:
         """Every state change of the turn in one transaction. Raises (and so restarts the actor) on failure."""
         self._take_deferred(turn, commit_anyway=bool(effects or turn.logs or turn.pids or turn.events))
         logs = turn.logs + [_log_line(t) for t in effects.transitions]
+        for beat in turn.beats:  # before the turn's transitions: they were said while the attempt ran
+            if beat.progress_at is not None:
+                event = self._event(
+                    beat.progress_at, beat.job_id, beat.job_type, beat.level, Status.RUNNING, "progress", beat.attempt
+                )
+                event.progress, event.message = beat.progress, beat.message
+                turn.events.append(event)
         for t in effects.transitions:
             turn.events.append(self._event(t.at, t.job_id, t.job_type, t.level, t.status, t.event, t.attempt, t.error))
         for start in effects.starts:
@@ -754,7 +772,7 @@ class SchedulerActor:
                     start.at, start.job_id, start.job_type, start.level, Status.RUNNING, "started", start.attempt
                 )
             )
-        if not (effects or logs or turn.pids or turn.events):
+        if not (effects or logs or turn.pids or turn.events or turn.beats):
             return []
         jobs: dict[str, JobChange] = {}
         for t in effects.transitions:  # several changes of one job in a turn: the last one stands
@@ -779,6 +797,8 @@ class SchedulerActor:
         for job_id, attempt, pid in turn.pids:
             change = attempts.setdefault((job_id, attempt), AttemptChange(job_id, attempt))
             change.pid = pid
+        for beat in turn.beats:
+            beat.apply(attempts.setdefault((beat.job_id, beat.attempt), AttemptChange(beat.job_id, beat.attempt)))
         opened = [(s.job_id, s.attempt, s.at, s.node) for s in effects.starts]
         commit_started = time.perf_counter()
         # A batch's worth of events is written with COPY, in the same transaction as the rest.

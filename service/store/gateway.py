@@ -245,6 +245,11 @@ class JobRecord(msgspec.Struct, frozen=True, gc=False):
     error: str | None
     result: str | None  # JSON text
     attempts: str  # JSON text: [{attempt, started_at, finished_at, outcome, error, worker_pid}, ...]
+    # The current (last) attempt's `ctx.progress` and `ctx.heartbeat` (service/scheduler/beats.py).
+    progress: float | None
+    progress_message: str | None
+    progress_at: datetime | None
+    heartbeat_at: datetime | None
     schedule_id: str | None = None
 
 
@@ -440,6 +445,8 @@ class EventRecord(msgspec.Struct, frozen=True, gc=False):
     event: str
     attempt: int | None
     error: str | None
+    progress: float | None
+    message: str | None
 
 
 async def events_after(db: Executor, after_seq: int, limit: int) -> list[EventRecord]:
@@ -451,7 +458,7 @@ async def ping(db: Executor) -> None:
 
 
 class AttemptChange(msgspec.Struct, gc=False):
-    """One attempt row's change in a turn: closed, and/or given its worker's pid."""
+    """One attempt row's change in a turn: closed, and/or given its worker's pid, heartbeat or progress."""
 
     job_id: str
     attempt: int
@@ -459,6 +466,10 @@ class AttemptChange(msgspec.Struct, gc=False):
     outcome: str | None = None
     error: str | None = None
     pid: int | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    progress_at: float | None = None  # set when progress and progress_message are to be written
+    heartbeat_at: float | None = None
 
 
 class JobChange(msgspec.Struct, gc=False):
@@ -490,8 +501,8 @@ async def copy_events(db: Connection, events: Sequence[Any]) -> None:
     times: dict[float, datetime] = {}  # the events of a turn share a few timestamps: convert each once
     values: dict[str, list[Any]] = {name: [getattr(e, name) for e in events] for name in _EVENT_FIELDS}
     values["at"] = [times.get(at) or times.setdefault(at, datetime.fromtimestamp(at, UTC)) for at in values["at"]]
-    # A batch's `submitted` events carry no attempt and no error: those NULL columns stay out.
-    await _copy(db, "job_events", values, {"attempt": None, "error": None})
+    # A batch's `submitted` events carry no attempt, error or progress: those NULL columns stay out.
+    await _copy(db, "job_events", values, {"attempt": None, "error": None, "progress": None, "message": None})
 
 
 class StartedJob(msgspec.Struct, frozen=True, gc=False):

@@ -68,21 +68,24 @@ SELECT * FROM unnest($1::text[], $2::text[])
 ON CONFLICT DO NOTHING;
 
 -- name: get_job
+-- The current (last) attempt's progress and heartbeat come with the job, by its primary key.
 SELECT j.*, (
     SELECT coalesce(jsonb_agg(jsonb_build_object(
         'attempt', a.attempt, 'started_at', a.started_at, 'finished_at', a.finished_at,
         'outcome', a.outcome, 'error', a.error, 'worker_pid', a.worker_pid, 'node', a.node)
         ORDER BY a.attempt), '[]'::jsonb)
     FROM attempts a WHERE a.job_id = j.job_id
-) AS attempts
+) AS attempts, cur.progress, cur.progress_message, cur.progress_at, cur.heartbeat_at
 FROM jobs j
+LEFT JOIN attempts cur ON cur.job_id = j.job_id AND cur.attempt = j.attempt_count
 WHERE j.job_id = $1;
 
 -- name: list_jobs
 -- Keyset pagination, newest first. {where} and {limit} are filled in by gateway.list_jobs with fixed
 -- condition fragments and parameter numbers (never values): one statement text per filter combination.
-SELECT j.*, '[]'::jsonb AS attempts
+SELECT j.*, '[]'::jsonb AS attempts, cur.progress, cur.progress_message, cur.progress_at, cur.heartbeat_at
 FROM jobs j
+LEFT JOIN attempts cur ON cur.job_id = j.job_id AND cur.attempt = j.attempt_count
 WHERE {where}
 ORDER BY j.seq DESC
 LIMIT {limit};
@@ -207,7 +210,7 @@ RETURNING j.job_id, doomed.terminal_status::text AS status;
 -- name: events_after
 -- Replay for a reconnecting stream client; the primary key walks seq in order.
 SELECT seq, extract(epoch FROM at)::float8 AS at, job_id, type, priority::text AS priority,
-       status::text AS status, event, attempt, error
+       status::text AS status, event, attempt, error, progress, message
 FROM job_events
 WHERE seq > $1
 ORDER BY seq
@@ -222,10 +225,10 @@ SELECT 1;
 
 -- name: apply_turn
 -- Everything one scheduler turn changed, as ONE statement (one round trip, one commit): attempt rows
--- closed or given their worker pid, attempts opened, each job's final state of the turn, its log lines
--- and stream events. Each row is touched by one part only (the caller merges per job and per attempt:
--- PostgreSQL applies one update per row in a statement). Returns what the workers of started jobs need.
--- $38 is the leader's term in a cluster (NULL on a single node): `taskq_fence` raises, and so undoes the
+-- closed or given their worker pid, heartbeat or progress, attempts opened, each job's final state of the
+-- turn, its log lines and stream events. Each row is touched by one part only (the caller merges per job
+-- and per attempt: PostgreSQL applies one update per row in a statement). Returns what the workers of started jobs need.
+-- $44 is the leader's term in a cluster (NULL on a single node): `taskq_fence` raises, and so undoes the
 -- whole statement, if another scheduler has taken the lease since. Its one-row branch of the UNION is
 -- evaluated once per statement whatever the turn holds (a one-time filter), and returns no job.
 WITH
@@ -234,16 +237,21 @@ attempt_changes AS (
     SET finished_at = coalesce(a.finished_at, to_timestamp(c.closed_at)),
         outcome = coalesce(a.outcome, c.outcome::attempt_outcome),
         error = CASE WHEN a.finished_at IS NULL AND c.closed_at IS NOT NULL THEN c.error ELSE a.error END,
-        worker_pid = coalesce(c.pid, a.worker_pid)
-    FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[], $5::text[], $6::int[])
-         AS c(job_id, attempt, closed_at, outcome, error, pid)
+        worker_pid = coalesce(c.pid, a.worker_pid),
+        progress = CASE WHEN c.progress_at IS NULL THEN a.progress ELSE c.progress END,
+        progress_message = CASE WHEN c.progress_at IS NULL THEN a.progress_message ELSE c.progress_message END,
+        progress_at = coalesce(to_timestamp(c.progress_at), a.progress_at),
+        heartbeat_at = greatest(to_timestamp(c.heartbeat_at), a.heartbeat_at)
+    FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[], $5::text[], $6::int[],
+                $7::float8[], $8::text[], $9::float8[], $10::float8[])
+         AS c(job_id, attempt, closed_at, outcome, error, pid, progress, progress_message, progress_at, heartbeat_at)
     WHERE a.job_id = c.job_id AND a.attempt = c.attempt
     RETURNING 1
 ),
 opened AS (
     INSERT INTO attempts (job_id, attempt, started_at, node)
     SELECT job_id, attempt, to_timestamp(at), node
-    FROM unnest($7::text[], $8::int[], $9::float8[], $10::text[]) AS o(job_id, attempt, at, node)
+    FROM unnest($11::text[], $12::int[], $13::float8[], $14::text[]) AS o(job_id, attempt, at, node)
     RETURNING 1
 ),
 moved AS (
@@ -263,8 +271,8 @@ moved AS (
         started_at = CASE WHEN s.started THEN to_timestamp(s.at) ELSE j.started_at END,
         dispatched_to = CASE WHEN s.started THEN s.dispatched_to ELSE j.dispatched_to END,
         node = CASE WHEN s.started THEN s.node ELSE j.node END
-    FROM unnest($11::text[], $12::text[], $13::float8[], $14::text[], $15::text[], $16::float8[], $17::int[],
-                $18::int[], $19::bool[], $20::text[], $21::text[])
+    FROM unnest($15::text[], $16::text[], $17::float8[], $18::text[], $19::text[], $20::float8[], $21::int[],
+                $22::int[], $23::bool[], $24::text[], $25::text[])
          AS s(job_id, status, at, error, result, next_run_at, charged, attempt, started, dispatched_to, node)
     WHERE j.job_id = s.job_id
     RETURNING j.job_id, j.type, j.payload::text AS payload, s.started
@@ -272,19 +280,20 @@ moved AS (
 logged AS (
     INSERT INTO job_logs (job_id, attempt, at, level, event, message, data)
     SELECT l.job_id, l.attempt, to_timestamp(l.at), l.level, l.event, l.message, l.data::jsonb
-    FROM unnest($22::text[], $23::int[], $24::float8[], $25::text[], $26::text[], $27::text[], $28::text[])
+    FROM unnest($26::text[], $27::int[], $28::float8[], $29::text[], $30::text[], $31::text[], $32::text[])
          AS l(job_id, attempt, at, level, event, message, data)
     RETURNING 1
 ),
 evented AS (
-    INSERT INTO job_events (seq, at, job_id, type, priority, status, event, attempt, error)
+    INSERT INTO job_events (seq, at, job_id, type, priority, status, event, attempt, error, progress, message)
     SELECT e.seq, to_timestamp(e.at), e.job_id, e.type, e.priority::job_priority, e.status::job_status, e.event,
-           e.attempt, e.error
-    FROM unnest($29::bigint[], $30::float8[], $31::text[], $32::text[], $33::text[], $34::text[], $35::text[],
-                $36::int[], $37::text[]) AS e(seq, at, job_id, type, priority, status, event, attempt, error)
+           e.attempt, e.error, e.progress, e.message
+    FROM unnest($33::bigint[], $34::float8[], $35::text[], $36::text[], $37::text[], $38::text[], $39::text[],
+                $40::int[], $41::text[], $42::float8[], $43::text[])
+         AS e(seq, at, job_id, type, priority, status, event, attempt, error, progress, message)
     RETURNING 1
 )
-SELECT NULL::text AS job_id, NULL::text AS type, NULL::text AS payload WHERE NOT taskq_fence($38::bigint)
+SELECT NULL::text AS job_id, NULL::text AS type, NULL::text AS payload WHERE NOT taskq_fence($44::bigint)
 UNION ALL
 SELECT job_id, type, payload FROM moved WHERE started;
 

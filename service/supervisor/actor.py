@@ -37,6 +37,7 @@ from service.model import Outcome
 from service.processes import die_with_parent, name_process
 from service.protocol import (
     Ack,
+    AttemptBeat,
     AttemptFinished,
     AttemptRef,
     AttemptStarted,
@@ -47,6 +48,7 @@ from service.protocol import (
     SupervisorHello,
     SupervisorStats,
     SupervisorStopping,
+    WorkerBeat,
     WorkerForked,
     WorkerJob,
     WorkerLog,
@@ -551,6 +553,9 @@ class Supervisor:
                     return  # anything after the result belongs to the worker's next attempt
             elif isinstance(message, WorkerLog):
                 self._handler_log(w, message.level, message.message, message.at)
+            elif isinstance(message, WorkerBeat) and w.job is not None:  # throttled by the worker already
+                beat = AttemptBeat(w.job.job_id, w.job.attempt, message.at, message.progress, message.message)
+                self._send(beat)
 
     def _on_worker_exit(self, w: Worker, exit_code: int) -> None:
         if w.exited:

@@ -14,12 +14,14 @@ import contextlib
 import inspect
 import io
 import logging
+import math
 import selectors
 import signal
 import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -27,7 +29,7 @@ import msgspec
 from service import handlers
 from service.model import contains_nul
 from service.processes import die_with_parent, name_process
-from service.protocol import WorkerJob, WorkerLog, WorkerResult
+from service.protocol import WorkerBeat, WorkerJob, WorkerLog, WorkerResult
 from service.transport import ChannelClosed, receive_frame, send_frame
 
 _job_decoder = msgspec.msgpack.Decoder(WorkerJob)
@@ -44,6 +46,79 @@ class _PipeHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         with contextlib.suppress(OSError):
             send_frame(self._sock, WorkerLog(record.levelname.lower(), self.format(record), record.created))
+
+
+BEAT_INTERVAL_SECONDS = 0.2  # at most one progress or heartbeat message per attempt this often
+
+
+class BeatThrottle:
+    """Keeps a handler's `ctx.progress` in a tight loop from flooding the supervisor, the scheduler and
+    the store: a beat goes out at once if the last one left at least `interval` ago, otherwise it waits
+    as the pending one (a newer beat replaces it; an unsent progress rides along with a later heartbeat)
+    until `flush`, which the worker calls when the interval is over and always before the attempt's
+    result, so the last value is never lost."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.sent_at = -math.inf
+        self.pending: WorkerBeat | None = None
+
+    def offer(self, beat: WorkerBeat) -> WorkerBeat | None:
+        """The beat to send now, or None when it has to wait (then `due_in` says how long)."""
+        if self.pending is not None and beat.progress is None and self.pending.progress is not None:
+            beat = WorkerBeat(beat.at, self.pending.progress, self.pending.message)
+        now = self.clock()
+        if now - self.sent_at >= self.interval:
+            self.sent_at, self.pending = now, None
+            return beat
+        self.pending = beat
+        return None
+
+    def due_in(self) -> float:
+        return max(0.0, self.sent_at + self.interval - self.clock())
+
+    def flush(self) -> WorkerBeat | None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            self.sent_at = self.clock()
+        return pending
+
+
+class _WorkerContext(handlers.JobContext):
+    """The context of an attempt in a worker: progress and heartbeats go up the worker's socket as
+    `WorkerBeat`s (throttled); children are submitted through the service's own API (`JobContext`'s
+    default, TASKQ_URL with the per-run worker credential): the worker never touches the database."""
+
+    def __init__(
+        self, job: WorkerJob, log: logging.Logger, sock: socket.socket, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        super().__init__(job.job_id, job.attempt, log)
+        self._sock = sock
+        self._loop = loop
+        self._throttle = BeatThrottle(BEAT_INTERVAL_SECONDS)
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _beat(self, fraction: float | None, message: str | None) -> None:
+        beat = self._throttle.offer(WorkerBeat(time.time(), fraction, message))
+        if beat is not None:
+            self._send_beat(beat)
+        elif self._timer is None and self._loop.is_running():
+            # An async handler: the held beat leaves when the interval is over, even if no other call
+            # comes. (A plain `def` handler's leaves with its next call, or with the attempt's end.)
+            self._timer = self._loop.call_later(self._throttle.due_in(), self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        beat = self._throttle.flush()
+        if beat is not None:
+            self._send_beat(beat)
+
+    def _send_beat(self, beat: WorkerBeat) -> None:
+        with contextlib.suppress(OSError):
+            send_frame(self._sock, beat)
 
 
 _template_loop: asyncio.AbstractEventLoop | None = None  # made in the zygote, adopted by each worker
@@ -150,18 +225,28 @@ def run(sock: socket.socket, parent_pid: int) -> None:
 
 
 def _execute(job: WorkerJob, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> WorkerResult:
-    handler = handlers.get(job.type)
-    if handler is None:
+    registered = handlers.spec(job.type)
+    if registered is None:
         return WorkerResult(ok=False, error=f"no handler for job type {job.type!r}", permanent=True)
     # A Logger of its own, not logging.getLogger: that registry keeps every name forever, which a reused
     # worker would grow by one logger per attempt.
     log = logging.Logger(f"taskq.job.{job.job_id}", logging.DEBUG)
     log.propagate = False
     log.addHandler(_PipeHandler(sock))
-    ctx = handlers.JobContext(job_id=job.job_id, attempt=job.attempt, log=log)
+    ctx = _WorkerContext(job, log, sock, loop)
+    try:
+        return _run_handler(registered, ctx, job, loop)
+    finally:
+        ctx.flush()  # before the result: the attempt's last progress is stored with it
+
+
+def _run_handler(
+    registered: handlers.JobType[..., Any], ctx: _WorkerContext, job: WorkerJob, loop: asyncio.AbstractEventLoop
+) -> WorkerResult:
+    log = ctx.log
     started = time.monotonic()
     try:
-        outcome = handler(ctx, job.payload)
+        outcome = registered.handler(ctx, registered.decode_payload(job.payload))
         # A coroutine function's call gives an awaitable to run; a plain function has already run.
         result: Any = loop.run_until_complete(outcome) if inspect.isawaitable(outcome) else outcome
         _json.encode(result)  # the result is stored as JSON: refuse what cannot be

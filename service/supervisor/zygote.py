@@ -279,9 +279,10 @@ def main(argv: list[str]) -> None:
     _log.addHandler(to_stderr)
     _log.setLevel(logging.INFO)
     _log.propagate = False
-    from service import handlers
+    from service import handlers, worker_access
     from service.supervisor import worker
 
+    worker_access.adopt()
     handlers.load(modules)
     worker.prepare()
     worker.warm_up()

@@ -1,8 +1,9 @@
-"""taskq's Python client: `from taskq import Client, AsyncClient`.
+"""taskq's Python package: the client (`from taskq import Client, AsyncClient`) and the handler API
+(`from taskq import job_type, JobContext, PermanentError`; `taskq.testing` runs handlers in a test).
 
 The code lives in the repository's `service/taskq` and is installed as the top-level package `taskq`
 (see pyproject.toml); it imports nothing from the service, so it runs wherever httpx, websockets and
-msgspec do.
+msgspec do. The service's handler registry (`service.handlers`) is this package's.
 """
 
 if __name__ != "taskq":
@@ -11,6 +12,8 @@ if __name__ != "taskq":
     raise ImportError(f"import the client as `taskq`, not `{__name__}`")
 
 from .client import AsyncClient, AsyncDag, Client, Dag
+from .connection import configure
+from .context import JobContext
 from .errors import (
     Conflict,
     ConnectionFailed,
@@ -29,13 +32,15 @@ from .models import (
     Gap,
     Job,
     JobSpec,
-    JobType,
     LogLine,
+    Progress,
     Resources,
     RetryConfig,
     Schedule,
     Stats,
+    TypeControls,
 )
+from .registry import Deferral, JobType, PayloadMismatch, PermanentError, job_type
 
 __all__ = [
     "Accepted",
@@ -46,21 +51,29 @@ __all__ = [
     "Conflict",
     "ConnectionFailed",
     "Dag",
+    "Deferral",
     "Event",
     "Forbidden",
     "Gap",
     "Invalid",
     "Job",
+    "JobContext",
     "JobSpec",
     "JobType",
     "LogLine",
     "NotFound",
+    "PayloadMismatch",
+    "PermanentError",
+    "Progress",
     "Resources",
     "RetryConfig",
     "Schedule",
     "Stats",
     "TaskqError",
     "TooManyRequests",
+    "TypeControls",
     "Unauthorized",
     "Unavailable",
+    "configure",
+    "job_type",
 ]

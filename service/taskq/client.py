@@ -24,7 +24,7 @@ import websockets.sync.client as ws_sync
 
 from . import core
 from .dag import DagBuilder, job_spec
-from .models import Accepted, Event, Gap, Job, JobSpec, JobType, LogLine, Resources, RetryConfig, Schedule, Stats
+from .models import Accepted, Event, Gap, Job, JobSpec, LogLine, Resources, RetryConfig, Schedule, Stats, TypeControls
 from .retrying import Backoff
 
 T = TypeVar("T")
@@ -209,6 +209,10 @@ class Client(_Submits):
         spec = self._spec(type, payload, job_id, priority, resources, depends_on, retry, timeout, run_at)
         return self._run(self._calls.submit(spec, idempotency_key))
 
+    def submit_spec(self, spec: JobSpec, idempotency_key: str | None = None) -> Job:
+        """Submit a prepared `JobSpec` (as `taskq.dag.job_spec` or a handler's `ctx.submit` builds it)."""
+        return self._run(self._calls.submit(spec, idempotency_key))
+
     def submit_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> builtins.list[Accepted]:
         """Submit a batch (all or nothing); jobs are `JobSpec`s or dicts of `submit`'s keyword arguments."""
         return self._run(self._calls.submit_many(jobs))
@@ -295,17 +299,17 @@ class Client(_Submits):
     def delete_schedule(self, schedule_id: str) -> None:
         self._run(self._calls.delete_schedule(schedule_id))
 
-    def types(self) -> builtins.list[JobType]:
+    def types(self) -> builtins.list[TypeControls]:
         return self._run(self._calls.types())
 
-    def set_type(self, job_type: str, **controls: Any) -> JobType:
+    def set_type(self, job_type: str, **controls: Any) -> TypeControls:
         """Set any of paused, max_running, max_starts_per_second (None lifts a limit); the others stay."""
         return self._run(self._calls.set_type(job_type, controls))
 
-    def pause_type(self, job_type: str) -> JobType:
+    def pause_type(self, job_type: str) -> TypeControls:
         return self.set_type(job_type, paused=True)
 
-    def resume_type(self, job_type: str) -> JobType:
+    def resume_type(self, job_type: str) -> TypeControls:
         return self.set_type(job_type, paused=False)
 
     def close(self) -> None:
@@ -427,6 +431,10 @@ class AsyncClient(_Submits):
         spec = self._spec(type, payload, job_id, priority, resources, depends_on, retry, timeout, run_at)
         return await self._run(self._calls.submit(spec, idempotency_key))
 
+    async def submit_spec(self, spec: JobSpec, idempotency_key: str | None = None) -> Job:
+        """See `Client.submit_spec`."""
+        return await self._run(self._calls.submit(spec, idempotency_key))
+
     async def submit_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> builtins.list[Accepted]:
         return await self._run(self._calls.submit_many(jobs))
 
@@ -505,16 +513,16 @@ class AsyncClient(_Submits):
     async def delete_schedule(self, schedule_id: str) -> None:
         await self._run(self._calls.delete_schedule(schedule_id))
 
-    async def types(self) -> builtins.list[JobType]:
+    async def types(self) -> builtins.list[TypeControls]:
         return await self._run(self._calls.types())
 
-    async def set_type(self, job_type: str, **controls: Any) -> JobType:
+    async def set_type(self, job_type: str, **controls: Any) -> TypeControls:
         return await self._run(self._calls.set_type(job_type, controls))
 
-    async def pause_type(self, job_type: str) -> JobType:
+    async def pause_type(self, job_type: str) -> TypeControls:
         return await self.set_type(job_type, paused=True)
 
-    async def resume_type(self, job_type: str) -> JobType:
+    async def resume_type(self, job_type: str) -> TypeControls:
         return await self.set_type(job_type, paused=False)
 
     async def aclose(self) -> None:

@@ -29,10 +29,10 @@ from .models import (
     Gap,
     Job,
     JobSpec,
-    JobType,
     LogLine,
     Schedule,
     Stats,
+    TypeControls,
     _Batch,
     _Kind,
     _Page,
@@ -130,8 +130,8 @@ _event = msgspec.json.Decoder(Event)
 _gap = msgspec.json.Decoder(Gap)
 _schedule = msgspec.json.Decoder(Schedule)
 _schedules = msgspec.json.Decoder(list[Schedule])
-_job_type = msgspec.json.Decoder(JobType)
-_job_types = msgspec.json.Decoder(list[JobType])
+_job_type = msgspec.json.Decoder(TypeControls)
+_job_types = msgspec.json.Decoder(list[TypeControls])
 _JSON = {"Content-Type": "application/json"}
 _encode = msgspec.json.Encoder().encode
 
@@ -263,11 +263,11 @@ class Calls:
     def delete_schedule(self, schedule_id: str) -> Program[None]:
         yield from self.request("DELETE", f"/schedules/{quote(schedule_id, safe='')}", idempotent=False)
 
-    def types(self) -> Program[list[JobType]]:
+    def types(self) -> Program[list[TypeControls]]:
         response = yield from self.request("GET", "/types", idempotent=True)
         return _json_type(response, _job_types)
 
-    def set_type(self, job_type: str, changes: Mapping[str, Any]) -> Program[JobType]:
+    def set_type(self, job_type: str, changes: Mapping[str, Any]) -> Program[TypeControls]:
         path = f"/types/{quote(job_type, safe='')}"
         response = yield from self.request("PATCH", path, body=_encode(changes), headers=_JSON, idempotent=True)
         return _json_type(response, _job_type)

@@ -31,6 +31,14 @@ class RetryConfig(msgspec.Struct, frozen=True, omit_defaults=True):
     jitter: float = 0.1
 
 
+class Progress(msgspec.Struct, frozen=True):
+    """How far the running (or last) attempt said it was: `ctx.progress(fraction, message)`."""
+
+    fraction: float
+    message: str | None = None
+    at: datetime | None = None
+
+
 class Attempt(msgspec.Struct, frozen=True):
     attempt: int
     started_at: datetime | None = None
@@ -63,6 +71,8 @@ class Job(msgspec.Struct, frozen=True):
     attempts: list[Attempt] = []  # empty in list pages: `get` a job for its attempts
     cancel_requested: bool = False
     schedule_id: str | None = None  # the cron schedule whose tick submitted it
+    progress: Progress | None = None  # of the current (or last) attempt
+    heartbeat_at: datetime | None = None  # the current (or last) attempt's last sign of life
 
     @property
     def terminal(self) -> bool:
@@ -109,6 +119,7 @@ class Event(msgspec.Struct, frozen=True):
     attempt: int | None = None
     timestamp: datetime | None = None
     error: str | None = None
+    progress: Progress | None = None  # with event "progress"
 
     @property
     def terminal(self) -> bool:
@@ -157,7 +168,7 @@ class Schedule(msgspec.Struct, frozen=True):
     updated_at: datetime | None = None
 
 
-class JobType(msgspec.Struct, frozen=True):
+class TypeControls(msgspec.Struct, frozen=True):
     """A job type with its dispatch controls and its live jobs by status (`GET /types`)."""
 
     type: str

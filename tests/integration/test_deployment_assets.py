@@ -6,8 +6,11 @@ service/telemetry.py produces, with labels and label values the service really s
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -64,7 +67,10 @@ def service(name: str) -> dict[str, Any]:
 
 INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?:(?P<op>:?[?-])(?P<arg>[^}]*))?\}")
 # What the operator's shell would hold when compose reads the file: a value for each required variable.
-HOST_ENV = {"TASKQ_BOOTSTRAP_KEY": "compose-test-bootstrap-secret-0123456789abcdef"}
+HOST_ENV = {
+    "TASKQ_BOOTSTRAP_KEY": "compose-test-bootstrap-secret-0123456789abcdef",
+    "TASKQ_CLUSTER_SECRET": "compose-test-cluster-secret-0123456789abcdef",
+}
 
 
 def interpolate(value: str) -> str:
@@ -132,8 +138,9 @@ def duration_seconds(text: str) -> float:
     return sum(float(n) * scale[u] for n, u in parts)
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) for each instruction of ops/Dockerfile, continuation lines joined."""
+def dockerfile_instructions(build_args: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) for each instruction of ops/Dockerfile, continuation lines joined, with
+    `${ARG}` references replaced as a build would: by `build_args`, else the ARG's default."""
     logical: list[str] = []
     pending = ""
     for line in DOCKERFILE.read_text().splitlines():
@@ -144,7 +151,16 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
             continue
         logical.append(pending + line)
         pending = ""
-    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1].strip()) for text in logical]
+    instructions = [(text.split(None, 1)[0].upper(), text.split(None, 1)[1].strip()) for text in logical]
+    values: dict[str, str] = {}
+    substituted = []
+    for name, args in instructions:
+        args = re.sub(r"\$\{(\w+)\}", lambda m: values.get(m[1], ""), args)
+        if name == "ARG":
+            arg, _, default = args.partition("=")
+            values[arg] = (build_args or {}).get(arg, default)
+        substituted.append((name, args))
+    return substituted
 
 
 def dashboard() -> dict[str, Any]:
@@ -279,6 +295,30 @@ def test_stop_grace_period_outlasts_the_drain_and_the_kill_grace() -> None:
     )
 
 
+def test_the_cluster_profile_is_three_nodes_of_one_cluster_on_the_compose_postgres() -> None:
+    nodes = {name: service(name) for name in ("taskq-a", "taskq-b", "taskq-c")}
+    settings = {name: load(environment(spec)) for name, spec in nodes.items()}
+    single = load(environment(service("taskq")))
+    assert all(spec.get("profiles") == ["cluster"] for spec in nodes.values())
+    assert "profiles" not in service("taskq"), "the single node is the default"
+    assert {s.node for s in settings.values()} == {"a", "b", "c"}
+    assert {s.database_url for s in settings.values()} == {single.database_url}
+    secrets = {s.cluster_secret.value for s in settings.values() if s.cluster_secret is not None}
+    assert len(secrets) == 1, "one cluster: the same secret on every node"
+    for name, spec in nodes.items():
+        raw = environment(spec, raw=True)["TASKQ_CLUSTER_SECRET"]
+        match = INTERPOLATION.fullmatch(raw)
+        assert match is not None, "the secret comes from the operator's environment"
+        assert (match["name"], match["op"]) == ("TASKQ_CLUSTER_SECRET", ":?")
+        assert settings[name].advertise_host == name, "other nodes reach it by its compose service name"
+        assert settings[name].cluster_port != 0, "a fixed port, published in the lease"
+        assert spec["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        period = duration_seconds(str(spec["stop_grace_period"]))
+        assert period > settings[name].shutdown_grace_seconds + settings[name].kill_grace_seconds
+    host_ports = [published_ports(spec)[settings[name].port] for name, spec in nodes.items()]
+    assert sorted(host_ports) == [8001, 8002, 8003]
+
+
 def test_prometheus_and_grafana_mount_their_configuration() -> None:
     prometheus = service("prometheus")
     flags = dict(arg.split("=", 1) for arg in prometheus["command"] if arg.startswith("--") and "=" in arg)
@@ -324,7 +364,43 @@ def test_dockerfile_settings_and_build_context() -> None:
         for name, args in instructions:
             if name == "COPY":
                 for source in shlex.split(args)[:-1]:
-                    assert source.rstrip("/") in kept, f"{source} is excluded from the build context"
+                    path = source.rstrip("/")
+                    assert (ROOT / path).exists(), f"{source} is not in the repository"
+                    assert any(path == k or path.startswith(f"{k}/") for k in kept), f"{source} is excluded"
+
+
+def test_dockerfile_ships_the_handler_code_named_by_its_build_arguments() -> None:
+    args = {"APP_DIR": "ops/example_app", "TASKQ_HANDLERS": "myapp.jobs"}
+    instructions = dockerfile_instructions(args)
+    env: dict[str, str] = {}
+    for name, value in instructions:
+        if name == "ENV":
+            env.update(item.split("=", 1) for item in shlex.split(value))
+    assert env["TASKQ_HANDLERS"] == "myapp.jobs"
+    assert load(env).handlers == ("myapp.jobs",)
+    copies = {shlex.split(value)[0]: shlex.split(value)[-1] for name, value in instructions if name == "COPY"}
+    assert copies["ops/example_app"] in env["PYTHONPATH"].split(":")
+    assert (ROOT / "ops/example_app/requirements.txt").is_file()
+    # Without the argument the image runs the built-in types (an empty TASKQ_HANDLERS is the default).
+    default_env = dict(
+        item.split("=", 1) for name, value in dockerfile_instructions() if name == "ENV" for item in shlex.split(value)
+    )
+    assert load({"TASKQ_HANDLERS": default_env["TASKQ_HANDLERS"]}).handlers == ()
+    # The example app loads the way the image loads it: only its own modules on the path, its declared
+    # defaults accepted by the service.
+    probe = (
+        "from service import handlers; from service.api.job_types import declared_defaults_problem; "
+        "handlers.load(['myapp.jobs']); print(sorted(handlers.known_types()), declared_defaults_problem())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'ops/example_app'}{os.pathsep}{ROOT}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == "['export_rows', 'welcome_email'] None", done.stderr
 
 
 # ---------------------------------------------------------------------------------------------- Prometheus

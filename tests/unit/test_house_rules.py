@@ -23,6 +23,8 @@ SQL = re.compile(r"\bSELECT\b[\s\S]+\bFROM\b|\bINSERT INTO\b|\bUPDATE\s+\w+\s+SE
 
 
 def module_path(name: str) -> Path | None:
+    if name == "taskq" or name.startswith("taskq."):  # the public package, installed from service/taskq
+        name = f"service.{name}"
     base = ROOT / Path(*name.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.exists():
@@ -35,9 +37,14 @@ def direct_imports(name: str) -> frozenset[str]:
     path = module_path(name)
     assert path is not None, name
     found: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 1:  # the client package's own `from .x`
+            module = f"{package}.{node.module}" if node.module else package
+            found.add(module)
+            found |= {f"{module}.{alias.name}" for alias in node.names if module_path(f"{module}.{alias.name}")}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
             found |= {
@@ -54,7 +61,7 @@ def transitive_imports(name: str) -> set[str]:
         for imported in direct_imports(todo.pop()):
             if imported not in seen:
                 seen.add(imported)
-                if imported.startswith("service") and module_path(imported):
+                if imported.startswith(("service", "taskq")) and module_path(imported):
                     todo.append(imported)
     return seen
 
@@ -123,7 +130,17 @@ def test_sql_lives_only_in_the_store() -> None:
 
 
 def test_a_worker_never_touches_the_database() -> None:
-    for module in ("service.supervisor.worker", "service.handlers", "service.handlers.builtin"):
+    # The handler API (taskq.registry, taskq.context) is what user code runs in a worker: it submits
+    # through the HTTP API.
+    for module in ("service.supervisor.worker", "service.handlers", "service.handlers.builtin", "taskq.testing"):
         imported = transitive_imports(module)
         assert "asyncpg" not in tops(imported), module
         assert not {m for m in imported if m.startswith("service.store")}, module
+
+
+@pytest.mark.parametrize("module", ["taskq", "taskq.testing", "taskq.registry", "taskq.context"])
+def test_the_public_package_imports_nothing_of_the_service(module: str) -> None:
+    imported = transitive_imports(module)
+    assert "taskq.context" in transitive_imports("taskq"), "the check follows the package's own imports"
+    assert not {m for m in imported if m.startswith("service")}, module
+    assert not tops(imported) & {"asyncpg", "litestar", "uvicorn"}, module
