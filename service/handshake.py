@@ -7,8 +7,9 @@ cluster's shared secret (`TASKQ_CLUSTER_SECRET`), before any frame.
 
 Each side proves it holds the secret without sending it, and fresh nonces on both sides make a
 recorded exchange useless for another link. A peer that fails is dropped (and logged by the caller).
-The frames that follow are not encrypted: run the cluster port on a private network (ARCHITECTURE.md,
-"Cluster").
+With `TASKQ_CLUSTER_TLS_CERT`, `_KEY` and `_CA` set, the link is mutual TLS first (each side presents
+a certificate signed by the cluster's CA) and the challenge runs inside it; without them the frames
+that follow are not encrypted, and the cluster port belongs on a private network.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import hashlib
 import hmac
 import os
+import ssl
 
 MAGIC = b"TQL1"
 NONCE_BYTES = 32
@@ -66,3 +68,23 @@ async def connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, se
         raise HandshakeFailed(f"the peer refused the answer: {exc!r}") from exc
     if not hmac.compare_digest(proof, _mac(secret, b"leader", client_nonce, server_nonce)):
         raise HandshakeFailed("the peer does not hold the cluster secret")
+
+
+def server_tls(cert: str, key: str, ca: str) -> ssl.SSLContext:
+    """The leader's side: its certificate, and a client certificate signed by the cluster's CA required."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca)
+    context.load_cert_chain(cert, key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def client_tls(cert: str, key: str, ca: str) -> ssl.SSLContext:
+    """The relaying side. The leader's certificate must chain to the cluster's CA; its name is not
+    checked, because nodes are reached at whatever TASKQ_ADVERTISE_HOST says (often an address), and a
+    certificate from the cluster's own CA plus the secret's challenge already say it is a node."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    context.load_cert_chain(cert, key)
+    context.check_hostname = False
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context

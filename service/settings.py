@@ -82,6 +82,9 @@ class Settings(msgspec.Struct, frozen=True):
     cluster_port: int
     advertise_host: str
     leader_lease_seconds: float
+    cluster_tls_cert: str | None
+    cluster_tls_key: str | None
+    cluster_tls_ca: str | None
 
     @property
     def clustered(self) -> bool:
@@ -91,6 +94,10 @@ class Settings(msgspec.Struct, frozen=True):
     def node(self) -> str:
         """This node's name in the cluster (and on its attempts): TASKQ_NODE_NAME, or host name and port."""
         return self.node_name or f"{socket.gethostname()}:{self.port}"
+
+    @property
+    def cluster_tls(self) -> bool:
+        return self.cluster_tls_cert is not None
 
     @property
     def executor_lease_seconds(self) -> float:
@@ -436,6 +443,27 @@ SETTINGS: tuple[Setting, ...] = (
         "a host name or address",
     ),
     Setting(
+        "cluster_tls_cert",
+        "",
+        "PEM certificate of this node for cluster links (with _KEY and _CA: links run over mutual TLS)",
+        _optional_text,
+        "a file path, or empty",
+    ),
+    Setting(
+        "cluster_tls_key",
+        "",
+        "PEM private key of TASKQ_CLUSTER_TLS_CERT",
+        _optional_text,
+        "a file path, or empty",
+    ),
+    Setting(
+        "cluster_tls_ca",
+        "",
+        "PEM certificate(s) of the authority that signed every node's cluster certificate",
+        _optional_text,
+        "a file path, or empty",
+    ),
+    Setting(
         "leader_lease_seconds",
         "5",
         "the scheduler leader's lease in PostgreSQL: renewed every second, taken over after this long unrenewed",
@@ -461,6 +489,16 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             values[setting.field] = setting.parse(raw)
         except ValueError:
-            shown = "(hidden)" if setting.field == "bootstrap_key" else repr(raw)  # a typo'd secret is still one
+            secret = setting.field in ("bootstrap_key", "cluster_secret")  # a typo'd secret is still one
+            shown = "(hidden)" if secret else repr(raw)
             raise SettingsError(f"expected {setting.env} to be {setting.rule}, got {shown}") from None
+    tls = ("cluster_tls_cert", "cluster_tls_key", "cluster_tls_ca")
+    given = [name for name in tls if values[name] is not None]
+    if given and len(given) < len(tls):
+        missing = next(name for name in tls if values[name] is None)
+        raise SettingsError(
+            f"expected TASKQ_{missing.upper()} to be set too: cluster TLS needs a certificate, its key and a CA"
+        )
+    if given and values["cluster_secret"] is None:
+        raise SettingsError("expected TASKQ_CLUSTER_SECRET to be set: cluster TLS is for the links of a cluster")
     return Settings(**values)

@@ -137,8 +137,11 @@ class Telemetry:
     are merged before they are observed, histogram attributes are a set in the SDK). The figures are read
     and written on the process's one event loop thread, so no lock is taken here."""
 
-    def __init__(self, actor: str, gauges: dict[str, Callback] | None = None) -> None:
+    def __init__(self, actor: str, gauges: dict[str, Callback] | None = None, node: str | None = None) -> None:
         self.metrics = [m for m in CATALOGUE if m.actor == actor]
+        # Every series of the process carries its node (a cluster's nodes are scraped one by one); a
+        # series that names a node of its own (an executor's figures, reported to the leader) keeps it.
+        self.constant: dict[str, Any] = {} if node is None else {"node": node}
         self._counters: dict[str, dict[Labels, float]] = {}
         self._histograms: dict[str, dict[Labels, list[float]]] = {}  # values not yet given to OpenTelemetry
         self._instruments: dict[str, Any] = {}
@@ -154,13 +157,18 @@ class Telemetry:
         for metric in self.metrics:
             if metric.kind == "counter":
                 totals = self._counters[metric.name] = {}
-                meter.create_observable_counter(metric.name, [_totals(totals)], metric.unit, metric.description)
+                meter.create_observable_counter(
+                    metric.name, [_totals(totals, self.constant)], metric.unit, metric.description
+                )
             elif metric.kind == "histogram":
                 self._histograms[metric.name] = {}
                 self._instruments[metric.name] = meter.create_histogram(metric.name, metric.unit, metric.description)
             elif gauges is not None and metric.name in gauges:
                 meter.create_observable_gauge(
-                    metric.name, [_observe(metric.name, gauges[metric.name])], metric.unit, metric.description
+                    metric.name,
+                    [_observe(metric.name, gauges[metric.name], self.constant)],
+                    metric.unit,
+                    metric.description,
                 )
 
     def add(self, name: str, value: float = 1, **labels: Any) -> None:
@@ -192,13 +200,15 @@ class Telemetry:
         self.provider.shutdown()
 
     def _flush(self, name: str, key: Labels, values: list[float]) -> None:
-        record, attributes = self._instruments[name].record, dict(key)
+        record, attributes = self._instruments[name].record, {**self.constant, **dict(key)}
         for value in values:
             record(value, attributes)
         values.clear()
 
 
-def _totals(series: dict[Labels, float]) -> Callable[[CallbackOptions], Iterable[Observation]]:
+def _totals(
+    series: dict[Labels, float], constant: dict[str, Any]
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
     """An observable counter's callback: the cumulative total of each label set, the keys that named the
     same labels in another order merged (an observable instrument keeps one observation per set)."""
 
@@ -207,15 +217,17 @@ def _totals(series: dict[Labels, float]) -> Callable[[CallbackOptions], Iterable
         for key, total in list(series.items()):
             normal = tuple(sorted(key))
             merged[normal] = merged.get(normal, 0) + total
-        return [Observation(total, dict(key)) for key, total in merged.items()]
+        return [Observation(total, {**constant, **dict(key)}) for key, total in merged.items()]
 
     return observe
 
 
-def _observe(name: str, callback: Callback) -> Callable[[CallbackOptions], Iterable[Observation]]:
+def _observe(
+    name: str, callback: Callback, constant: dict[str, Any]
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
     def observe(_: CallbackOptions) -> Iterable[Observation]:
         try:
-            return [Observation(value, attributes) for value, attributes in callback()]
+            return [Observation(value, {**constant, **attributes}) for value, attributes in callback()]
         except Exception:  # a broken gauge must not take the other metrics off the scrape
             log.exception("gauge %s failed", name)
             return []

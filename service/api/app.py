@@ -273,7 +273,11 @@ async def metrics(state: State) -> Response[str]:
     link: SchedulerLink = state.link
     with contextlib.suppress(TaskqError):
         reply = await link.request(lambda rid: MetricsQuery(rid), timeout=2.0)
-        text += reply.metrics or ""
+        # In a cluster the leader's node alone serves the scheduler's series: every node's API reaches
+        # the leader, and a scrape of each would count them once per node.
+        settings: Settings = state.settings
+        if reply.leader in (None, settings.node):
+            text += reply.metrics or ""
     return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
@@ -295,7 +299,9 @@ async def openapi_document(request: Request[Any, Any, Any], state: State) -> dic
 
 def create_app(settings: Settings, database_url: str, scheduler_socket: str, restarts: int = 0) -> Litestar:
     hub = EventHub(settings.stream_buffer_bytes)
-    telemetry = Telemetry("api", gauges={"taskq_stream_subscribers": lambda: [(len(hub.subscribers), {})]})
+    telemetry = Telemetry(
+        "api", gauges={"taskq_stream_subscribers": lambda: [(len(hub.subscribers), {})]}, node=settings.node
+    )
     keyring = KeyRing(settings)
 
     @contextlib.asynccontextmanager

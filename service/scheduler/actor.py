@@ -3,12 +3,17 @@
 Each turn it takes every message that has arrived (submissions, cancels, worker reports), feeds them to
 the core with the current time, lets the core dispatch, and then carries out the effects in order:
 
-1. one transaction with every state change of the turn (transitions, attempt rows, log lines);
-2. only after the commit: `RunJob`/`KillJob` to the supervisor, replies to the API, acks of reports.
+1. one statement with every state change of the turn (`rows.py` maps the effects to rows), fenced by the
+   leader's term in a cluster;
+2. only after the commit: `RunJob`/`KillJob` to each node's supervisor, replies to the APIs, acks of
+   reports, the turn's stream events.
 
 So nothing is dispatched that is not durably `running`, and no client hears of a change that could
 still be lost. If a write fails the actor exits and the root restarts it: the new one rebuilds its whole
 state from PostgreSQL, which is always the truth.
+
+Around the loop: `leadership.py` (the lease, and the relay a candidate runs while another node leads),
+`links.py` (the peers and the executor nodes), `gauges.py` (metrics), `schedules.py` (cron firing).
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +33,7 @@ import asyncpg
 import msgspec
 
 from service import handshake
-from service.model import TERMINAL, Priority, Resources, RetryPolicy, Status
+from service.model import TERMINAL, Resources, Status
 from service.processes import die_with_parent, name_process
 from service.protocol import (
     Ack,
@@ -45,8 +49,6 @@ from service.protocol import (
     JobEvent,
     KillJob,
     MetricsQuery,
-    NewJob,
-    NodeInfo,
     PositionQuery,
     RedriveRequest,
     Reply,
@@ -62,11 +64,14 @@ from service.protocol import (
 )
 from service.scheduler import leadership
 from service.scheduler.beats import Beat, Beats
-from service.scheduler.core import Effects, Restored, SchedulerCore, Transition
+from service.scheduler.core import Effects, SchedulerCore
+from service.scheduler.gauges import gauges, measure
+from service.scheduler.links import Client, Disconnected, Executors
+from service.scheduler.rows import EventNumbers, restored_from_row, turn_rows
 from service.scheduler.schedules import CronPass
 from service.settings import Settings
 from service.store import gateway
-from service.store.gateway import AttemptChange, JobChange, LiveJob, LogRow, StartedJob
+from service.store.gateway import LiveJob, LogRow, StartedJob
 from service.telemetry import Telemetry
 from service.transport import MAX_FRAME, AsyncChannel, ChannelClosed
 
@@ -86,20 +91,8 @@ SWEEP_MARGIN_SECONDS = 60.0
 DEFER_SECONDS = 0.05
 DEFER_MAX_LINES = 5000
 EVENT_COPY_THRESHOLD = 256  # from this many events in a turn, they are written with COPY
-_PRIORITY_NAMES = {p.level: p.value for p in Priority}
 
 _json_decode = msgspec.json.Decoder(dict[str, Any]).decode
-
-
-class Disconnected(msgspec.Struct):
-    """Internal marker: a client's connection ended."""
-
-
-@dataclass(eq=False)
-class Client:
-    channel: AsyncChannel[ToScheduler]
-    role: str = "unknown"
-    node: str = ""  # a supervisor's node, from its Hello
 
 
 @dataclass
@@ -137,19 +130,16 @@ class SchedulerActor:
         )
         # (None, None) is the wake-up put by the SIGTERM handler.
         self.inbox: asyncio.Queue[tuple[Client | None, ToScheduler | Disconnected | None]] = asyncio.Queue()
-        self.supervisors: dict[str, Client] = {}  # the connected supervisor of each node
-        self.supervisor_stats: dict[str, SupervisorStats] = {}
-        # Cluster: the monotonic time each executor node was last heard from. One silent for longer than
-        # its lease plus the kill grace (and a second of margin) has killed its attempts itself, or died
-        # with them: they are closed as crashed, and retried elsewhere (ARCHITECTURE.md, "Cluster").
-        self.node_seen: dict[str, float] = {}
-        self.node_silence_limit = settings.executor_lease_seconds + settings.kill_grace_seconds + 1.0
+        # Each node's supervisor link; in a cluster, a node silent for longer than its executor's lease
+        # (plus the kill grace and a second) has its attempts closed as crashed (ARCHITECTURE.md, "Cluster").
+        silence_limit = settings.executor_lease_seconds + settings.kill_grace_seconds + 1.0
+        self.executors = Executors(self.core, self.clustered, silence_limit)
         self.sent_largest: list[int] | None = None  # the largest node's capacity as the APIs last heard it
         self.lease: leadership.Lease | None = None
         self.term: int | None = None  # the leader's term, in a cluster
         self.leading = False
         self.api_clients: set[Client] = set()
-        self.event_seq = 0  # the last stream sequence number handed out
+        self.events = EventNumbers()  # the stream's sequence: the last number handed out
         self.pruned_up_to = 0
         self.started_at = time.time()
         self.sweep_needed = False
@@ -168,7 +158,11 @@ class SchedulerActor:
         self.cron = CronPass(settings.default_timeout_seconds)  # fires the cron schedules between turns
 
     async def run(self) -> None:
-        self.telemetry = Telemetry("scheduler", gauges=self._gauges())
+        self.telemetry = Telemetry(
+            "scheduler",
+            gauges=gauges(self.core, self.terminal_counts, self.restarts, self.executors.stats),
+            node=self.node,
+        )
         for status in TERMINAL:  # at zero from the start: a rate() over it needs the series to exist
             self.telemetry.add("taskq_jobs_pruned", 0, status=status.value)
         loop = asyncio.get_running_loop()
@@ -179,13 +173,22 @@ class SchedulerActor:
             self.pool = await _connect_with_backoff(self.database_url)
             # Listening before the campaign: the address in the lease row must answer from the moment it
             # is published. Links that arrive while this process does not lead are refused.
+            settings = self.settings
+            server_tls = client_tls = None
+            if settings.cluster_tls_cert and settings.cluster_tls_key and settings.cluster_tls_ca:
+                server_tls = handshake.server_tls(
+                    settings.cluster_tls_cert, settings.cluster_tls_key, settings.cluster_tls_ca
+                )
+                client_tls = handshake.client_tls(
+                    settings.cluster_tls_cert, settings.cluster_tls_key, settings.cluster_tls_ca
+                )
             cluster = await asyncio.start_server(
-                self._serve_remote, host="0.0.0.0", port=self.settings.cluster_port, limit=MAX_FRAME
+                self._serve_remote, host="0.0.0.0", port=settings.cluster_port, limit=MAX_FRAME, ssl=server_tls
             )
             servers.append(cluster)
             port = cluster.sockets[0].getsockname()[1]
             address = f"{self.settings.advertise_host}:{port}"
-            relay = leadership.Relay(self._secret())
+            relay = leadership.Relay(self._secret(), client_tls)
             servers.append(
                 await asyncio.start_unix_server(
                     lambda r, w: self._serve_local(r, w, relay), path=self.socket_path, limit=MAX_FRAME
@@ -227,7 +230,7 @@ class SchedulerActor:
                     break
             if self.deferred_since is not None:  # the last pids and log lines, before leaving
                 await self._commit(Effects(), Turn())
-            for supervisor in list(self.supervisors.values()):  # let the last acknowledgements reach them
+            for supervisor in list(self.executors.links.values()):  # let the last acknowledgements reach them
                 with contextlib.suppress(ChannelClosed):
                     await supervisor.channel.drain()
             if self.lease is not None:
@@ -293,38 +296,6 @@ class SchedulerActor:
             await conn.close()
             log.info("another scheduler owns this database; waiting as a standby")
             await asyncio.sleep(1.0)
-
-    def _gauges(self) -> dict[str, Callable[[], Iterable[tuple[float, dict[str, Any]]]]]:
-        core = self.core
-
-        def resources(of: Resources) -> list[tuple[float, dict[str, Any]]]:
-            return [(of.cpu_units, {"resource": "cpu_units"}), (of.memory_mb, {"resource": "memory_mb"})]
-
-        def utilization() -> list[tuple[float, dict[str, Any]]]:
-            cap, used = core.capacity, core.used
-            return [
-                (used.cpu_units / cap.cpu_units if cap.cpu_units else 0.0, {"resource": "cpu_units"}),
-                (used.memory_mb / cap.memory_mb if cap.memory_mb else 0.0, {"resource": "memory_mb"}),
-            ]
-
-        def oldest() -> list[tuple[float, dict[str, Any]]]:
-            since = core.oldest_pending_since()
-            return [(0.0 if since is None else max(0.0, time.time() - since), {})]
-
-        return {
-            "taskq_queue_depth": lambda: [
-                (n, {"status": status.value, "priority": _PRIORITY_NAMES[level]})
-                for (status, level), n in core.depth.items()
-            ],
-            "taskq_capacity": lambda: resources(core.capacity),
-            "taskq_resources_in_use": lambda: resources(core.used),
-            "taskq_utilization": utilization,
-            "taskq_dlq_size": lambda: [(self.terminal_counts[Status.FAILED.value], {})],
-            "taskq_oldest_waiting_age": oldest,
-            "taskq_actor_restarts": lambda: [(n, {"actor": actor}) for actor, n in self.restarts.items()],
-            "taskq_worker_forks": lambda: [(s.forks, {"node": node}) for node, s in self.supervisor_stats.items()],
-            "taskq_spare_workers": lambda: [(s.spares, {"node": node}) for node, s in self.supervisor_stats.items()],
-        }
 
     def _stop(self) -> None:
         self.stopping = True
@@ -404,7 +375,7 @@ class SchedulerActor:
             flush_at,
             self.next_retention,
             self.core.controls.next_wakeup(),
-            self._next_expiry(now),
+            self.executors.next_expiry(now),
         )
         wakeups = [w for w in (*timers, self.cron.wake_at(draining=self.drain_deadline is not None)) if w is not None]
         timeout = max(0.0, min(wakeups) - now) if wakeups else None
@@ -423,7 +394,9 @@ class SchedulerActor:
         redrives = await self._load_redrives(batch)
         dep_status = await self._statuses_of_unknown_deps(batch, redrives)
         for fired in self.cron.take_fired():  # committed by the last cron pass, like a Submitted notice's jobs
-            turn.events.append(self._event(now, fired.job_id, fired.type, fired.priority, fired.status, "submitted"))
+            turn.events.append(
+                self.events.event(now, fired.job_id, fired.type, fired.priority, fired.status, "submitted")
+            )
             self.core.admit(fired, dep_status, now)
         for client, message in batch:
             if client is not None and message is not None:
@@ -433,7 +406,7 @@ class SchedulerActor:
             await self._sweep(turn, now)
         if self.drain_deadline is not None and now >= self.drain_deadline:
             self.core.interrupt_running()
-        self._expire_silent_nodes(now)
+        self.executors.expire(now)
         self.core.tick(now)
         effects = self.core.take_effects()
         started_now = {start.job_id for start in effects.starts}
@@ -459,24 +432,8 @@ class SchedulerActor:
         self._reply(turn.early)
         starts = await self._commit(effects, turn)
         self._deliver(effects, starts, turn)
-        self._measure(effects)
+        measure(self.telemetry, effects, self.terminal_counts)
         self.telemetry.record("taskq_scheduler_turn_duration", time.perf_counter() - turn_started)
-
-    def _measure(self, effects: Effects) -> None:
-        record, add = self.telemetry.record, self.telemetry.add
-        for start in effects.starts:
-            priority = _PRIORITY_NAMES[start.level]
-            add("taskq_jobs_started", type=start.job_type, priority=priority, backfilled=str(start.backfilled).lower())
-            record("taskq_wait_time", start.waited, priority=priority)
-        for close in effects.closes:
-            outcome = close.outcome.value
-            add("taskq_jobs_finished", type=close.job_type, priority=_PRIORITY_NAMES[close.level], outcome=outcome)
-            record("taskq_run_time", close.ran_for, type=close.job_type, outcome=outcome)
-        for t in effects.transitions:
-            if t.event == "retry_scheduled":
-                add("taskq_job_retries", type=t.job_type)
-            elif t.status.terminal:
-                self.terminal_counts[t.status.value] += 1
 
     def _handle(
         self,
@@ -488,7 +445,7 @@ class SchedulerActor:
         now: float,
     ) -> None:
         if client.role == "supervisor":
-            self.node_seen[client.node] = time.monotonic()
+            self.executors.heard(client.node)
         match message:
             case Submitted(request_id=request_id, jobs=jobs):
                 for job in jobs:
@@ -496,7 +453,7 @@ class SchedulerActor:
                         self.terminal_counts[job.status.value] += 1
                     if job.job_id not in self.core.jobs:
                         turn.events.append(
-                            self._event(now, job.job_id, job.type, job.priority, job.status, "submitted")
+                            self.events.event(now, job.job_id, job.type, job.priority, job.status, "submitted")
                         )
                     self.core.admit(job, dep_status, now)
                 turn.position_requests.append((client, request_id, [job.job_id for job in jobs]))
@@ -548,11 +505,7 @@ class SchedulerActor:
                 client.role = "supervisor"
                 # A single node's supervisor is this node's, whatever it calls itself.
                 name = client.node = message.node if self.clustered and message.node else self.node
-                previous = self.supervisors.get(name)
-                if previous is not None and previous is not client:
-                    previous.channel.close()  # a reconnect whose old link is not closed yet: the Hello wins
-                self.supervisors[name] = client
-                self.node_seen[name] = time.monotonic()
+                self.executors.attach(name, client)
                 capacity = None
                 if self.clustered:
                     capacity = Resources(
@@ -570,7 +523,7 @@ class SchedulerActor:
                 self.core.node_lost(client.node)
                 log.info("supervisor %d of node %s is stopping; nothing more goes there", message.pid, client.node)
             case SupervisorStats():
-                self.supervisor_stats[client.node] = message
+                self.executors.stats[client.node] = message
                 if client.node == self.node:
                     self.restarts["supervisor"] = message.restarts
                 if self.clustered and self.term is not None:
@@ -584,14 +537,14 @@ class SchedulerActor:
                 used, capacity = self.core.used, self.core.capacity
                 in_use = {"cpu_units": used.cpu_units, "memory_mb": used.memory_mb}
                 total = {"cpu_units": capacity.cpu_units, "memory_mb": capacity.memory_mb}
-                nodes = self._node_infos() if self.clustered else None
+                nodes = self.executors.infos(self.node) if self.clustered else None
                 reply = Reply(request_id, counts=counts, in_use=in_use, capacity=total, nodes=nodes, leader=self.node)
                 turn.early.append((client, reply))
             case HealthQuery(request_id=request_id):
                 dispatching = self.core.supervisor_ready and not self.core.draining
                 turn.early.append((client, Reply(request_id, dispatching=dispatching, leader=self.node)))
             case MetricsQuery(request_id=request_id):
-                turn.early.append((client, Reply(request_id, metrics=self.telemetry.render())))
+                turn.early.append((client, Reply(request_id, metrics=self.telemetry.render(), leader=self.node)))
             case SchedulesChanged(request_id=request_id):
                 self.cron.changed(now)
                 turn.early.append((client, Reply(request_id)))
@@ -607,52 +560,9 @@ class SchedulerActor:
                     client.channel.send(Events([], live_jobs=len(self.core.jobs), largest_node=self.sent_largest))
             case Disconnected():
                 self.api_clients.discard(client)
-                if client.role == "supervisor" and self.supervisors.get(client.node) is client:
-                    del self.supervisors[client.node]
+                if client.role == "supervisor" and self.executors.detach(client):
                     self.core.node_lost(client.node)
                     log.warning("the supervisor of node %s disconnected; nothing goes there meanwhile", client.node)
-
-    def _node_infos(self) -> list[NodeInfo]:
-        now, mono = time.time(), time.monotonic()
-        infos = []
-        for node in self.core.nodes.values():
-            seen = self.node_seen.get(node.name, mono)
-            infos.append(
-                NodeInfo(
-                    name=node.name,
-                    leader=node.name == self.node,
-                    connected=node.name in self.supervisors,
-                    draining=node.draining or (node.name in self.supervisors and not node.ready),
-                    capacity={"cpu_units": node.capacity.cpu_units, "memory_mb": node.capacity.memory_mb},
-                    in_use={"cpu_units": node.used.cpu_units, "memory_mb": node.used.memory_mb},
-                    running=node.running,
-                    last_seen=now - (mono - seen),
-                )
-            )
-        return infos
-
-    def _expire_silent_nodes(self, now: float) -> None:
-        """Cluster: a node silent past its executor's lease (plus the kill grace, plus a second) has killed
-        its attempts itself or is gone: close them as crashed, so they are retried on the others."""
-        if not self.clustered:
-            return
-        mono = time.monotonic()
-        for name in sorted(self.core.nodes_holding_attempts() | set(self.core.nodes)):
-            seen = self.node_seen.setdefault(name, mono)
-            if mono - seen < self.node_silence_limit:
-                continue
-            client = self.supervisors.pop(name, None)
-            if client is not None:  # a frozen peer: its link is open but it says nothing; it says Hello again
-                client.channel.close()
-            lost = sum(1 for job in self.core.running.values() if job.node == name)
-            self.core.node_expired(name, now)
-            del self.node_seen[name]
-            log.warning("node %s silent for %.1fs: %d attempts closed as crashed", name, mono - seen, lost)
-
-    def _next_expiry(self, now: float) -> float | None:
-        if not self.clustered or not self.node_seen:
-            return None
-        return now + min(self.node_seen.values()) + self.node_silence_limit - time.monotonic()
 
     def _defer(self, line: LogRow, pid: tuple[str, int, int] | None = None) -> None:
         if self.deferred_since is None:
@@ -682,22 +592,6 @@ class SchedulerActor:
         for client, reply in replies:
             with contextlib.suppress(ChannelClosed):
                 client.channel.send(reply)
-
-    def _event(
-        self,
-        at: float,
-        job_id: str,
-        job_type: str,
-        level: int,
-        status: Status,
-        event: str,
-        attempt: int | None = None,
-        error: str | None = None,
-    ) -> JobEvent:
-        self.event_seq += 1
-        return JobEvent(
-            self.event_seq, at, job_id, job_type, _PRIORITY_NAMES[level], status.value, event, attempt, error
-        )
 
     def _positions(self, job_ids: list[str]) -> dict[str, int]:
         positions = {}
@@ -729,7 +623,7 @@ class SchedulerActor:
             restored = [restored_from_row(row) for row in missed]
             for item in restored:
                 job = item.job
-                turn.events.append(self._event(now, job.job_id, job.type, job.priority, job.status, "submitted"))
+                turn.events.append(self.events.event(now, job.job_id, job.type, job.priority, job.status, "submitted"))
             self.core.restore_all(restored, dep_status, now)
             log.warning("admitted %d committed jobs whose notice was lost", len(missed))
 
@@ -756,64 +650,27 @@ class SchedulerActor:
     async def _commit(self, effects: Effects, turn: Turn) -> list[StartedJob]:
         """Every state change of the turn in one transaction. Raises (and so restarts the actor) on failure."""
         self._take_deferred(turn, commit_anyway=bool(effects or turn.logs or turn.pids or turn.events))
-        logs = turn.logs + [_log_line(t) for t in effects.transitions]
-        for beat in turn.beats:  # before the turn's transitions: they were said while the attempt ran
-            if beat.progress_at is not None:
-                event = self._event(
-                    beat.progress_at, beat.job_id, beat.job_type, beat.level, Status.RUNNING, "progress", beat.attempt
-                )
-                event.progress, event.message = beat.progress, beat.message
-                turn.events.append(event)
-        for t in effects.transitions:
-            turn.events.append(self._event(t.at, t.job_id, t.job_type, t.level, t.status, t.event, t.attempt, t.error))
-        for start in effects.starts:
-            turn.events.append(
-                self._event(
-                    start.at, start.job_id, start.job_type, start.level, Status.RUNNING, "started", start.attempt
-                )
-            )
-        if not (effects or logs or turn.pids or turn.events or turn.beats):
+        turn.events.extend(self.events.of_turn(effects, turn.beats))
+        if not (effects or turn.logs or turn.pids or turn.events or turn.beats):
             return []
-        jobs: dict[str, JobChange] = {}
-        for t in effects.transitions:  # several changes of one job in a turn: the last one stands
-            result = gateway.json_text(t.result) if t.status is Status.SUCCEEDED else None
-            jobs[t.job_id] = JobChange(t.job_id, t.status.value, t.at, t.error, result, t.next_run_at, t.charged)
-        for start in effects.starts:  # a start comes after any transition of the same turn
-            jobs[start.job_id] = JobChange(
-                start.job_id,
-                Status.RUNNING.value,
-                start.at,
-                charged=start.charged,
-                attempt=start.attempt,
-                started=True,
-                dispatched_to=start.dispatched_to,
-                node=start.node,
-            )
-        attempts: dict[tuple[str, int], AttemptChange] = {}
-        for close in effects.closes:
-            attempts[(close.job_id, close.attempt)] = AttemptChange(
-                close.job_id, close.attempt, close.at, close.outcome.value, close.error
-            )
-        for job_id, attempt, pid in turn.pids:
-            change = attempts.setdefault((job_id, attempt), AttemptChange(job_id, attempt))
-            change.pid = pid
-        for beat in turn.beats:
-            beat.apply(attempts.setdefault((beat.job_id, beat.attempt), AttemptChange(beat.job_id, beat.attempt)))
-        opened = [(s.job_id, s.attempt, s.at, s.node) for s in effects.starts]
+        rows = turn_rows(effects, turn.logs, turn.pids, turn.beats)
         commit_started = time.perf_counter()
         # A batch's worth of events is written with COPY, in the same transaction as the rest.
         copied = turn.events if len(turn.events) >= EVENT_COPY_THRESHOLD else []
-        async with self.pool.acquire() as conn, conn.transaction() if copied else contextlib.nullcontext():
-            inline = [] if copied else turn.events
-            starts = await gateway.apply_turn(
-                conn, list(attempts.values()), opened, list(jobs.values()), logs, inline, self.term
-            )
-            if copied:
-                await gateway.copy_events(conn, copied)
+        try:
+            async with self.pool.acquire() as conn, conn.transaction() if copied else contextlib.nullcontext():
+                inline = [] if copied else turn.events
+                starts = await gateway.apply_turn(
+                    conn, rows.attempts, rows.opened, rows.jobs, rows.logs, inline, self.term
+                )
+                if copied:
+                    await gateway.copy_events(conn, copied)
+        except gateway.Fenced as exc:  # another scheduler leads now: this turn wrote nothing, and none may
+            leadership.step_down(f"the turn was fenced off ({exc})")
         self.telemetry.record("taskq_scheduler_commit_duration", time.perf_counter() - commit_started)
-        if self.event_seq - self.pruned_up_to > 2 * EVENT_WINDOW and self.pruning is None:
+        if self.events.last - self.pruned_up_to > 2 * EVENT_WINDOW and self.pruning is None:
             # Deleting a window's worth of rows takes a while: on the pool's other connection, off the turn.
-            self.pruned_up_to = self.event_seq - EVENT_WINDOW
+            self.pruned_up_to = self.events.last - EVENT_WINDOW
             self.pruning = asyncio.create_task(self._prune(self.pruned_up_to))
         return starts
 
@@ -868,7 +725,7 @@ class SchedulerActor:
         for client, seq in turn.acks:
             acks.setdefault(client, []).append(seq)
         for node, batch in messages.items():
-            supervisor = self.supervisors.get(node)
+            supervisor = self.executors.links.get(node)
             if supervisor is None:
                 continue  # the Hello of its next connection reconciles what it did not receive
             if supervisor in acks:
@@ -877,7 +734,8 @@ class SchedulerActor:
         for client, seqs in acks.items():  # a report acknowledged on the link it came by
             self._send_all(client, [Ack(seqs, term)])
         self._reply(turn.replies)
-        largest = list(astuple_resources(self.core.largest_node())) if self.clustered else None
+        largest_node = self.core.largest_node()
+        largest = [largest_node.cpu_units, largest_node.memory_mb] if self.clustered else None
         if turn.events or largest != self.sent_largest:
             self.sent_largest = largest
             published = Events(turn.events, live_jobs=len(self.core.jobs), largest_node=largest)
@@ -896,7 +754,7 @@ class SchedulerActor:
     async def _rebuild(self) -> None:
         counts = await gateway.count_by_status(self.pool)
         self.terminal_counts = Counter({s.value: counts.get(s.value, 0) for s in TERMINAL})
-        self.event_seq = await gateway.last_event_seq(self.pool)
+        self.events.last = await gateway.last_event_seq(self.pool)
         self.pruned_up_to = (await gateway.first_event_seq(self.pool) or 1) - 1
         rows = await gateway.load_live_jobs(self.pool)
         live = {row.job_id for row in rows}
@@ -921,65 +779,6 @@ class SchedulerActor:
             max_starts_per_second=control.max_starts_per_second,
             now=now,
         )
-
-
-def astuple_resources(of: Resources) -> tuple[int, int]:
-    return of.cpu_units, of.memory_mb
-
-
-def restored_from_row(row: LiveJob, node: str | None = None) -> Restored:
-    job = NewJob(
-        job_id=row.job_id,
-        type=row.type,
-        seq=row.seq,
-        priority=Priority(row.priority).level,
-        cpu_units=row.cpu_units,
-        memory_mb=row.memory_mb,
-        depends_on=list(row.depends_on),
-        status=Status(row.status),
-        created_at=row.created_at,
-        run_at=row.run_at,
-        timeout_seconds=row.timeout_seconds,
-        retry=RetryPolicy(
-            max_attempts=row.max_attempts,
-            backoff_multiplier=row.backoff_multiplier,
-            initial_delay_seconds=row.initial_delay_seconds,
-            max_delay_seconds=row.max_delay_seconds,
-            jitter=row.jitter,
-        ),
-    )
-    return Restored(
-        job,
-        row.attempt_count,
-        row.charged,
-        row.ready_at,
-        row.next_run_at,
-        row.started_at,
-        row.dispatched_to,
-        node or row.node,
-    )
-
-
-_EVENT_MESSAGES = {
-    "blocked": "waiting for dependencies",
-    "ready": "ready to run",
-    "scheduled": "waiting until its run_at time",
-    "succeeded": "succeeded",
-    "cancelled": "cancelled",
-    "interrupted": "interrupted by shutdown; back in the queue",
-}
-
-
-def _log_line(t: Transition) -> LogRow:
-    if t.event == "retry_scheduled" and t.data is not None:
-        message = f"retry in {t.data['delay_seconds']}s after {t.data['outcome']}: {t.error}"
-    elif t.error:
-        message = f"{t.event}: {t.error}"
-    else:
-        message = _EVENT_MESSAGES.get(t.event, t.event)
-    level = "error" if t.status in (Status.FAILED, Status.UPSTREAM_FAILED) else "info"
-    data = gateway.json_text(t.data) if t.data else None
-    return LogRow(t.job_id, t.attempt, t.at, level, t.event, message, data)
 
 
 def _lost_ownership(_: object) -> None:

@@ -19,7 +19,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 import time
+from typing import NoReturn
 
 import asyncpg
 
@@ -37,8 +39,9 @@ RELAY_CHUNK = 1 << 16
 class Relay:
     """Forwards local connections to the current leader; closes them all when the leader changes."""
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, tls: ssl.SSLContext | None = None) -> None:
         self.secret = secret
+        self.tls = tls
         self.target: str | None = None  # "host:port" of the leader's cluster port
         self.term = 0
         self._links: set[asyncio.StreamWriter] = set()
@@ -65,9 +68,9 @@ class Relay:
         host, _, port = target.rpartition(":")
         try:
             up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(host, int(port), limit=MAX_FRAME), handshake.TIMEOUT_SECONDS
+                asyncio.open_connection(host, int(port), limit=MAX_FRAME, ssl=self.tls), handshake.TIMEOUT_SECONDS
             )
-        except (OSError, TimeoutError, ValueError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:  # ssl.SSLError is an OSError
             log.warning("cannot reach the leader at %s: %s", target, exc)
             writer.close()
             return
@@ -144,8 +147,10 @@ class Lease:
                 self.relay.retarget(lease.term, lease.address if lease.valid else None)
                 delay = POLL_SECONDS
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # The database is out of this node's reach, not necessarily the leader's: the links stay
+                # as they are (this node's executor goes on running what the leader gives it, and its API
+                # answers 503 to what needs the database). A new leader is followed once the lease reads.
                 log.warning("cannot read the scheduler lease (%s); retrying", exc)
-                self.relay.retarget(self.relay.term, None)
                 delay = min(delay * 2, 2.0)
             await asyncio.sleep(delay)
 
@@ -163,11 +168,11 @@ class Lease:
                 )
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 if time.monotonic() - self.renewed_at >= self.seconds:
-                    _step_down(f"the lease could not be renewed for {self.seconds:.0f}s ({exc})")
+                    step_down(f"the lease could not be renewed for {self.seconds:.0f}s ({exc})")
                 log.warning("renewing the scheduler lease failed (%s); retrying", exc)
                 continue
             if not renewed:
-                _step_down("another scheduler took the lease")
+                step_down("another scheduler took the lease")
             self.renewed_at = time.monotonic()
             with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 await gateway.node_heartbeat(self.pool, self.node, True)
@@ -181,6 +186,6 @@ class Lease:
             log.info("released the scheduler lease (term %d)", self.term)
 
 
-def _step_down(why: str) -> None:
+def step_down(why: str) -> NoReturn:
     log.error("stepping down as the scheduler leader: %s; exiting so that this node restarts as a candidate", why)
     os._exit(3)

@@ -7,18 +7,23 @@ from the database's record that every job ends once and that no two attempts of 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
+import socket
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import PgServer, Service, wait_until
+from tests.conftest import PgServer, Service, free_port, wait_until
 
 SECRET = "s" * 40
 LEASE = "1"  # seconds: failover in about two, an executor's lease of 2 × 1 + 2 = 4 s
@@ -37,17 +42,16 @@ class Cluster:
         self.nodes: dict[str, Service] = {}
 
     def start(self, name: str, cpu: int = 2, **env: str) -> Service:
-        node = self.factory(
-            self.url,
-            TASKQ_CLUSTER_SECRET=SECRET,
-            TASKQ_NODE_NAME=name,
-            TASKQ_CPU_UNITS=str(cpu),
-            TASKQ_MEMORY_MB="4096",
-            TASKQ_LEADER_LEASE_SECONDS=LEASE,
-            TASKQ_KILL_GRACE_SECONDS="1",
-            TASKQ_SHUTDOWN_GRACE_SECONDS="30",
-            **env,
-        ).start()
+        settings = {
+            "TASKQ_CLUSTER_SECRET": SECRET,
+            "TASKQ_NODE_NAME": name,
+            "TASKQ_CPU_UNITS": str(cpu),
+            "TASKQ_MEMORY_MB": "4096",
+            "TASKQ_LEADER_LEASE_SECONDS": LEASE,
+            "TASKQ_KILL_GRACE_SECONDS": "1",
+            "TASKQ_SHUTDOWN_GRACE_SECONDS": "30",
+        }
+        node = self.factory(self.url, **{**settings, **env}).start()
         self.nodes[name] = node
         return node
 
@@ -187,6 +191,9 @@ def test_killing_the_leader_node_moves_the_lease_and_retries_only_its_jobs(clust
     assert set(on_node) == {"n1", "n2", "n3"}
 
     leader.kill()  # SIGKILL to the whole process group: scheduler, supervisor, workers, API
+    # With no leader yet, a submission is still committed and answered: it waits for the next leader.
+    orphan = survivor.submit(type="quick_task", payload={"duration_seconds": 0}, job_id="while-leaderless")
+    assert orphan["status"] == "pending"
 
     stats = wait_until(
         lambda: (s := cluster.stats(survivor)).get("leader") not in (None, "n1") and s,
@@ -214,6 +221,7 @@ def test_killing_the_leader_node_moves_the_lease_and_retries_only_its_jobs(clust
     releases[jobs.index(lost)].touch()
     for job_id in jobs:
         survivor.wait_status(job_id, "succeeded", timeout=30)
+    survivor.wait_status("while-leaderless", "succeeded", timeout=30)
     attempts = attempts_by_job(survivor, jobs)
     # The survivors' jobs ran once, untouched by the failover; the lost one crashed on n1, ran again elsewhere.
     for node in ("n2", "n3"):
@@ -308,3 +316,214 @@ def test_an_executor_stopped_past_its_lease_has_its_attempt_killed_then_rerun_el
     assert_no_overlap(attempts)
     # n2 comes back (its Hello reconciles the attempt it lost) and takes work again.
     cluster.wait_nodes(leader, {"n1", "n2"})
+
+
+def test_a_leader_stopped_by_sigterm_hands_the_lease_over_instead_of_letting_it_expire(cluster: Cluster) -> None:
+    # A lease far longer than the test waits: only a hand-over lets the other node lead in time.
+    leader = cluster.start("n1", TASKQ_LEADER_LEASE_SECONDS="600")
+    other = cluster.start("n2", TASKQ_LEADER_LEASE_SECONDS="600")
+    cluster.wait_nodes(leader, {"n1", "n2"})
+    assert leader.stop() == 0
+    assert "released the scheduler lease" in leader.logs()
+    wait_until(lambda: cluster.stats(other).get("leader") == "n2", timeout=20, what="n2 to take the lease")
+    job = other.submit(type="quick_task", payload={"duration_seconds": 0})
+    assert other.wait_status(job["job_id"], "succeeded")["attempts"][0]["node"] == "n2"
+
+
+def test_every_node_labels_its_metrics_and_only_the_leaders_node_serves_the_schedulers(cluster: Cluster) -> None:
+    leader = cluster.start("n1")
+    other = cluster.start("n2")
+    cluster.wait_nodes(leader, {"n1", "n2"})
+    job = other.submit(type="quick_task", payload={"duration_seconds": 0})
+    other.wait_status(job["job_id"], "succeeded")
+
+    def samples(node: Service) -> list[Any]:
+        return [s for f in text_string_to_metric_families(node.http.get("/metrics").text) for s in f.samples]
+
+    def scheduler_series(found: list[Any]) -> list[Any]:
+        return [s for s in found if s.name.startswith("taskq_queue_depth")]
+
+    from_leader = wait_until(
+        lambda: (found := samples(leader)) and any(s.name == "taskq_spare_workers" for s in found) and found,
+        what="the leader's scheduler series",
+    )
+    from_other = samples(other)
+    assert scheduler_series(from_leader)
+    assert all(s.labels["node"] == "n1" for s in scheduler_series(from_leader))
+    assert {s.labels["node"] for s in from_leader if s.name == "taskq_spare_workers"} == {"n1", "n2"}
+    assert not scheduler_series(from_other), "a node that does not lead must not repeat the leader's series"
+    http = [s for s in from_other if s.name == "taskq_http_requests_total"]
+    assert http
+    assert {s.labels["node"] for s in http} == {"n2"}
+
+
+class DatabaseLink:
+    """A TCP proxy in front of the test's PostgreSQL that the test can cut and restore: one node's own
+    route to the database, so that only that node loses it. Threads and plain sockets, all owned here."""
+
+    def __init__(self, target_url: str) -> None:
+        parts = urlsplit(target_url)
+        query = dict(parse_qsl(parts.query))
+        sockets = sorted(Path(query["host"]).glob(".s.PGSQL.*[0-9]")) if "host" in query else []
+        self.socket_path = str(sockets[0]) if sockets else None
+        self.tcp = None if self.socket_path else (parts.hostname or "127.0.0.1", parts.port or 5432)
+        self.port = free_port()
+        self.url = urlunsplit(
+            ("postgresql", f"{parts.username or 'postgres'}@127.0.0.1:{self.port}", parts.path, "", "")
+        )
+        self.cut = threading.Event()
+        self.open: set[socket.socket] = set()
+        self.pumps: list[threading.Thread] = []
+        self.lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self.listener.settimeout(0.1)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _upstream(self) -> socket.socket:
+        if self.socket_path is not None:
+            up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            up.connect(self.socket_path)
+            return up
+        assert self.tcp is not None
+        return socket.create_connection(self.tcp)
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                down, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if self.cut.is_set():
+                down.close()
+                continue
+            up = self._upstream()
+            with self.lock:
+                self.open.update((down, up))
+            for source, sink in ((down, up), (up, down)):
+                pump = threading.Thread(target=self._pump, args=(source, sink), daemon=True)
+                self.pumps.append(pump)
+                pump.start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        """One direction of one connection. Each socket is the source of exactly one pump, which closes it
+        when that direction ends (after shutting both down, so that the other direction ends too)."""
+        try:
+            while data := source.recv(1 << 16):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+            with self.lock:
+                self.open.discard(source)
+            source.close()
+
+    def sever(self) -> None:
+        """Every connection through the link ends now, and new ones are refused until `restore`."""
+        self.cut.set()
+        with self.lock:
+            for s in self.open:  # their pumps end, and close them
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def restore(self) -> None:
+        self.cut.clear()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.sever()
+        self.listener.close()
+        self.thread.join(5)
+        for pump in self.pumps:
+            pump.join(5)
+
+
+def test_a_node_cut_off_from_the_database_stops_taking_work_and_the_others_go_on(cluster: Cluster) -> None:
+    link = DatabaseLink(cluster.url)
+    try:
+        leader = cluster.start("n1", cpu=2)
+        # n2 reaches PostgreSQL only through the link; its scheduler candidate, API and migrations too.
+        cut_off = cluster.factory(
+            link.url,
+            TASKQ_CLUSTER_SECRET=SECRET,
+            TASKQ_NODE_NAME="n2",
+            TASKQ_CPU_UNITS="2",
+            TASKQ_LEADER_LEASE_SECONDS=LEASE,
+            TASKQ_KILL_GRACE_SECONDS="1",
+        ).start()
+        cluster.nodes["n2"] = cut_off
+        cluster.wait_nodes(leader, {"n1", "n2"})
+        payload, release = cluster.blocker()
+        held = leader.submit(type="quick_task", payload=payload, resource_requirements={"cpu_units": 2})["job_id"]
+        blocker_payload, blocker_release = cluster.blocker()
+        other = leader.submit(type="quick_task", payload=blocker_payload, resource_requirements={"cpu_units": 2})[
+            "job_id"
+        ]
+        wait_until(lambda: all(leader.job(j)["status"] == "running" for j in (held, other)), what="both running")
+        on_n2 = held if leader.job(held)["attempts"][0]["node"] == "n2" else other
+
+        link.sever()
+        # n2 cannot commit: its API refuses submissions (503) and says it is not ready; reads of the
+        # database fail the same way. Nothing is accepted that could be lost.
+        wait_until(lambda: cut_off.http.get("/health/ready").status_code == 503, what="n2 unready")
+        refused = cut_off.http.post("/jobs", json={"type": "quick_task", "payload": {}})
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        # The rest go on: n1 takes submissions, and n2's executor, linked to the leader, finishes its job.
+        (release if on_n2 == held else blocker_release).touch()
+        leader.wait_status(on_n2, "succeeded", timeout=30)
+        assert [a["node"] for a in leader.job(on_n2)["attempts"]] == ["n2"]
+        (blocker_release if on_n2 == held else release).touch()
+        fresh = leader.submit(type="quick_task", payload={"duration_seconds": 0})
+        leader.wait_status(fresh["job_id"], "succeeded")
+
+        link.restore()
+        wait_until(lambda: cut_off.http.get("/health/ready").status_code == 200, timeout=30, what="n2 ready again")
+        job = cut_off.submit(type="quick_task", payload={"duration_seconds": 0})
+        cut_off.wait_status(job["job_id"], "succeeded")
+    finally:
+        link.close()
+
+
+def test_links_run_over_mutual_tls_when_certificates_are_configured(cluster: Cluster, tmp_path: Path) -> None:
+    import asyncio
+
+    import trustme
+
+    ca = trustme.CA()
+    files = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "node.pem", "key": tmp_path / "node-key.pem"}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    issued.private_key_pem.write_to_path(str(files["key"]))
+    issued.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    tls = {
+        "TASKQ_CLUSTER_TLS_CERT": str(files["cert"]),
+        "TASKQ_CLUSTER_TLS_KEY": str(files["key"]),
+        "TASKQ_CLUSTER_TLS_CA": str(files["ca"]),
+    }
+    leader = cluster.start("n1", **tls)
+    other = cluster.start("n2", **tls)
+    cluster.wait_nodes(other, {"n1", "n2"})  # n2's supervisor and API reach n1 through TLS
+    job = other.submit(type="quick_task", payload={"duration_seconds": 0}, resource_requirements={"cpu_units": 2})
+    other.wait_status(job["job_id"], "succeeded")
+
+    # A peer without a certificate gets no further than the TLS handshake: it never sees the challenge.
+    line = next(x for x in leader.logs().splitlines() if "took the scheduler lease" in x)
+    port = int(line.split("cluster address ")[1].split(":")[1].split('"')[0])
+
+    async def plain_peer() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"\x00" * 64)
+        await writer.drain()
+        try:
+            return await asyncio.wait_for(reader.read(64), 10)
+        finally:
+            writer.close()
+
+    assert not asyncio.run(plain_peer()).startswith(b"TQL1")

@@ -45,6 +45,9 @@ def test_an_empty_environment_loads_every_default() -> None:
         cluster_port=0,
         advertise_host="127.0.0.1",
         leader_lease_seconds=5.0,
+        cluster_tls_cert=None,
+        cluster_tls_key=None,
+        cluster_tls_ca=None,
     )
 
 
@@ -156,3 +159,21 @@ def test_every_setting_is_documented_in_the_readme_configuration_table() -> None
     missing = [setting.env for setting in SETTINGS if setting.env not in documented]
 
     assert not missing, f"settings missing from README.md's configuration table: {missing}"
+
+
+def test_cluster_tls_needs_its_three_files_and_a_cluster() -> None:
+    secret = {"TASKQ_CLUSTER_SECRET": "x" * 40}
+    with pytest.raises(SettingsError, match="TASKQ_CLUSTER_TLS_CA to be set too"):
+        load({**secret, "TASKQ_CLUSTER_TLS_CERT": "/c.pem", "TASKQ_CLUSTER_TLS_KEY": "/k.pem"})
+    with pytest.raises(SettingsError, match="TASKQ_CLUSTER_SECRET to be set"):
+        load({"TASKQ_CLUSTER_TLS_CERT": "/c", "TASKQ_CLUSTER_TLS_KEY": "/k", "TASKQ_CLUSTER_TLS_CA": "/a"})
+    settings = load(
+        {**secret, "TASKQ_CLUSTER_TLS_CERT": "/c", "TASKQ_CLUSTER_TLS_KEY": "/k", "TASKQ_CLUSTER_TLS_CA": "/a"}
+    )
+    assert settings.cluster_tls
+
+
+def test_a_bad_cluster_secret_is_not_echoed() -> None:
+    with pytest.raises(SettingsError) as error:
+        load({"TASKQ_CLUSTER_SECRET": "too-short-secret"})
+    assert "too-short-secret" not in str(error.value)
