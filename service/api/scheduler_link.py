@@ -113,10 +113,12 @@ class SchedulerLink:
             except ChannelClosed:
                 log.warning("scheduler link lost; reconnecting")
                 # A link closed at once (a cluster with no leader right now: the local relay refuses it)
-                # is retried with a growing delay, not in a tight loop.
+                # is retried with a growing delay, not in a tight loop; capped low, because a new leader
+                # is expected within a lease, and until this link is back its API's /stats, explain and
+                # the sweep of what it committed meanwhile wait for it.
                 if time.monotonic() - opened < 1.0:
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 1.0)
+                    delay = min(delay * 2, 0.2)
                 else:
                     delay = 0.05
             except Exception:  # a link that stops reconnecting would leave the API unready for good
