@@ -137,7 +137,27 @@ def bottlenecks(run: Run, n_cpu: int) -> list[str]:
         f"{big.build_s:.1f} s here (one thread, no I/O; ≈{big.rss_per_job:.0f} bytes per job), before any "
         "database read; a scheduler restart with millions of live jobs pauses dispatch for at least that long."
     )
+    lines += cluster_bottlenecks(run, n_cpu)
     return lines
+
+
+def cluster_bottlenecks(run: Run, n_cpu: int) -> list[str]:
+    cb = run.cluster
+    spreads = {s.label: s for s in cb.spreads} if cb else {}
+    one, three = spreads.get("single"), spreads.get("cluster3")
+    if one is None or three is None:
+        return []
+    leader = three.leader_scheduler_cpu_s / three.jobs
+    return [
+        f"**A cluster on one machine**: three nodes drained {three.throughput:,.0f} jobs/s against "
+        f"{one.throughput:,.0f} for a plain node (×{ratio(three.throughput, one.throughput):.2f}), spending "
+        f"{(three.service_cpu_s + three.pg_cpu_s) / three.jobs * 1e6:,.0f} µs of CPU per job (all nodes and "
+        f"PostgreSQL) against {(one.service_cpu_s + one.pg_cpu_s) / one.jobs * 1e6:,.0f} µs: on {n_cpu} shared CPUs "
+        "more nodes add processes, not CPUs. The leader's scheduler spent "
+        f"{leader * 1e6:,.0f} µs per job (a plain node's {one.leader_scheduler_cpu_s / one.jobs * 1e6:,.0f} µs); it "
+        f"is one process whatever the number of nodes, so it alone caps a cluster at ≈{ratio(1.0, leader):,.0f} "
+        "jobs/s of dispatch even with a CPU to itself."
+    ]
 
 
 def drain_bottlenecks(run: Run, n_cpu: int) -> list[str]:

@@ -142,15 +142,15 @@ class Nodes:
     def wait_connected(self, via: ServiceProcess, names: Iterable[str], timeout: float = 60.0) -> dict[str, Any]:
         wanted = set(names)
 
-        def check() -> dict[str, Any] | None:
+        def check() -> dict[str, Any]:  # empty: not yet
             with contextlib.suppress(httpx.HTTPError, ValueError):
                 stats = self.stats(via)
                 nodes = stats.get("nodes")
                 if nodes is None:  # a plain single node: no node list, its own scheduler leads
-                    return stats if stats.get("leader") else None
+                    return stats if stats.get("leader") else {}
                 connected = {n["name"] for n in nodes if n["connected"] and not n["draining"]}
-                return stats if stats.get("leader") and wanted <= connected else None
-            return None
+                return stats if stats.get("leader") and wanted <= connected else {}
+            return {}
 
         return wait_until(check, timeout=timeout, interval=0.1, what=f"nodes {sorted(wanted)} connected to a leader")
 
