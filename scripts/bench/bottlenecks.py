@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from .cluster import ClusterBench
 from .common import CAPACITY, mean, mib, pct, ratio
 from .core_bench import CORE_OPERATIONS
 from .drain import DRAIN_CAPACITY
@@ -137,12 +138,11 @@ def bottlenecks(run: Run, n_cpu: int) -> list[str]:
         f"{big.build_s:.1f} s here (one thread, no I/O; ≈{big.rss_per_job:.0f} bytes per job), before any "
         "database read; a scheduler restart with millions of live jobs pauses dispatch for at least that long."
     )
-    lines += cluster_bottlenecks(run, n_cpu)
+    lines += cluster_bottlenecks(run.cluster, n_cpu)
     return lines
 
 
-def cluster_bottlenecks(run: Run, n_cpu: int) -> list[str]:
-    cb = run.cluster
+def cluster_bottlenecks(cb: ClusterBench | None, n_cpu: int) -> list[str]:
     spreads = {s.label: s for s in cb.spreads} if cb else {}
     one, three = spreads.get("single"), spreads.get("cluster3")
     if one is None or three is None:

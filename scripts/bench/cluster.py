@@ -358,8 +358,10 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=CLUSTER_BATCH, help="jobs per POST /jobs/batch")
     parser.add_argument("--rounds", type=int, default=FAILOVER_ROUNDS, help="leader kills (0: none)")
     parser.add_argument("--lease", type=float, default=LEASE_SECONDS, help="TASKQ_LEADER_LEASE_SECONDS")
+    parser.add_argument("--output", type=Path, help="also write the section (markdown) there")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    from .bottlenecks import cluster_bottlenecks
     from .render_cluster import render_cluster
 
     pg = PgServer()
@@ -378,7 +380,12 @@ def main() -> int:
     shutil.rmtree(workdir, ignore_errors=True)
     lines: list[str] = []
     render_cluster(result, lines.append)
-    print("\n".join(lines))
+    lines += [f"- {line}" for line in cluster_bottlenecks(result, os.cpu_count() or 0)]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.output is not None:
+        args.output.write_text(text)
+        log(f"wrote {args.output}")
     return 0
 
 
