@@ -155,8 +155,8 @@ def cluster_bottlenecks(cb: ClusterBench | None, n_cpu: int) -> list[str]:
         f"PostgreSQL) against {(one.service_cpu_s + one.pg_cpu_s) / one.jobs * 1e6:,.0f} µs: on {n_cpu} shared CPUs "
         "more nodes add processes, not CPUs. The leader's scheduler spent "
         f"{leader * 1e6:,.0f} µs per job (a plain node's {one.leader_scheduler_cpu_s / one.jobs * 1e6:,.0f} µs); it "
-        f"is one process whatever the number of nodes, so it alone caps a cluster at ≈{ratio(1.0, leader):,.0f} "
-        "jobs/s of dispatch even with a CPU to itself."
+        "is one process whatever the number of nodes, so at that cost a whole CPU of its own would place at most "
+        f"≈{round(ratio(1.0, leader), -2):,.0f} jobs/s, however many nodes execute them."
     ]
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -337,6 +338,17 @@ async def _watch_failover(group: Nodes, via: ServiceProcess, job_id: str, t_kill
     await asyncio.gather(database(), stats())
 
 
+def save(cb: ClusterBench, path: Path) -> None:
+    path.write_text(json.dumps(dataclasses.asdict(cb), indent=1))
+
+
+def load(path: Path) -> ClusterBench:
+    raw = json.loads(path.read_text())
+    spreads = [Spread(**s) for s in raw.pop("spreads")]
+    rounds = [FailoverRound(**r) for r in raw.pop("rounds")]
+    return ClusterBench(**raw, spreads=spreads, rounds=rounds)
+
+
 def cluster_benchmark(
     pg: PgServer,
     workdir: Path,
@@ -383,25 +395,33 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=FAILOVER_ROUNDS, help="leader kills (0: none)")
     parser.add_argument("--lease", type=float, default=LEASE_SECONDS, help="TASKQ_LEADER_LEASE_SECONDS")
     parser.add_argument("--output", type=Path, help="also write the section (markdown) there")
+    parser.add_argument("--json", type=Path, help="also save the measurements there (JSON)")
+    parser.add_argument("--render", type=Path, metavar="JSON", help="measure nothing: render a saved --json")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     from .bottlenecks import cluster_bottlenecks
     from .render_cluster import render_cluster
 
-    pg = PgServer()
-    workdir = Path(tempfile.mkdtemp(prefix="taskq-bench-cluster-"))
-    try:
-        pg.start()
-        log(f"PostgreSQL {pg.version} ({pg.kind})")
-        result = cluster_benchmark(
-            pg, workdir, jobs=args.jobs, batch=args.batch, rounds=args.rounds, lease_s=args.lease
-        )
-    except BaseException:
-        log(f"the nodes' logs are kept in {workdir}")
-        raise
-    finally:
-        pg.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+    if args.render is not None:
+        result = load(args.render)
+    else:
+        pg = PgServer()
+        workdir = Path(tempfile.mkdtemp(prefix="taskq-bench-cluster-"))
+        try:
+            pg.start()
+            log(f"PostgreSQL {pg.version} ({pg.kind})")
+            result = cluster_benchmark(
+                pg, workdir, jobs=args.jobs, batch=args.batch, rounds=args.rounds, lease_s=args.lease
+            )
+        except BaseException:
+            log(f"the nodes' logs are kept in {workdir}")
+            raise
+        finally:
+            pg.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        if args.json is not None:
+            save(result, args.json)
+            log(f"saved {args.json}")
     lines: list[str] = []
     render_cluster(result, lines.append)
     lines += [f"- {line}" for line in cluster_bottlenecks(result, os.cpu_count() or 0)]
