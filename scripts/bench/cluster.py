@@ -290,6 +290,8 @@ def failover_round(group: Nodes, job_id: str) -> FailoverRound:
         asyncio.run(asyncio.wait_for(_watch_failover(group, via, job_id, t_kill, result), 60))
     except TimeoutError:
         raise TimeoutError(f"no new leader or {job_id} not started within 60 s of the kill; seen: {result}") from None
+    if "outlived" in victim.stop_note:
+        log(f"{killed}: {victim.stop_note}")
     t_restart = time.monotonic()
     group.start(killed)
     group.wait_connected(via, names)

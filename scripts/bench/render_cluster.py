@@ -116,7 +116,8 @@ def render_failover(cb: ClusterBench, add: Add) -> None:
     add(
         f"{len(rounds)} {'time' if len(rounds) == 1 else 'times'}, with three nodes up and connected: SIGKILL to the "
         "leading node's whole process group "
-        "(`os.killpg`: its scheduler, supervisor, zygote, workers and API, nothing drained), then at once one "
+        "(`os.killpg`: root, scheduler, supervisor, zygote; its API and workers, in process groups of their own, "
+        "die with their parents by PR_SET_PDEATHSIG; nothing drained), then at once one "
         f"`POST /jobs` ({JOB_TYPE}, `duration_seconds: 0`) through a surviving node. Timed from the wall clock just "
         "before the kill: the `scheduler_lease` row held by another node and the survivor's `GET /stats` naming a "
         "new `leader` (both polled every 50 ms and timed when the answer is in, so upper bounds), and the job's "

@@ -138,15 +138,33 @@ class ServiceProcess:
         return self.process.pid
 
     def kill(self) -> float:
-        """SIGKILL to the whole process group (the root's session: scheduler, supervisor, zygote, workers,
-        API), nothing drained; returns the wall-clock time (`time.time()`) just before the signal."""
+        """SIGKILL to the root's process group (root, scheduler, supervisor, zygote), nothing drained; the API
+        and the workers, in process groups of their own, die with their parents (PR_SET_PDEATHSIG), which is
+        checked here: any left after 10 s is killed by pid. Returns the wall-clock time (`time.time()`) just
+        before the signal."""
         assert self.process is not None
+        descendants: list[psutil.Process] = []
+        with contextlib.suppress(psutil.Error):
+            descendants = self.tree()[1:]
         at = time.time()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.exit_code = self.process.wait(10)
         self.stop_note = "killed with SIGKILL (process group)"
+        self._reap(descendants)
         return at
+
+    def _reap(self, descendants: list[psutil.Process]) -> None:
+        left = [p for p in descendants if _alive(p)]
+        if left:
+            with contextlib.suppress(BaseException):
+                wait_until(lambda: not [p for p in left if _alive(p)], timeout=10, what="descendants to exit")
+            left = [p for p in left if _alive(p)]
+        if left:
+            self.stop_note += f" {len(left)} descendant process(es) outlived the root and were killed"
+            for p in left:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
 
     def stop(self, timeout: float = 60.0) -> None:
         if self.process is None or self.exit_code is not None:
@@ -165,16 +183,7 @@ class ServiceProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.exit_code = self.process.wait(10)
         self.stop_s = time.monotonic() - t0
-        left = [p for p in descendants if _alive(p)]
-        if left:
-            with contextlib.suppress(BaseException):
-                wait_until(lambda: not [p for p in left if _alive(p)], timeout=10, what="descendants to exit")
-            left = [p for p in left if _alive(p)]
-        if left:
-            self.stop_note += f" {len(left)} descendant process(es) outlived the root and were killed"
-            for p in left:
-                with contextlib.suppress(psutil.Error):
-                    p.kill()
+        self._reap(descendants)
 
 
 def _alive(proc: psutil.Process) -> bool:
