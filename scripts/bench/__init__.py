@@ -10,6 +10,8 @@ Modules, in the order a run uses them:
 - `perf_test`: the specification's 1000-job performance test, CPU, memory, query latency;
 - `scenarios`: the specification's five scenarios and the bonus (job lists from `tests/scenarios.py`);
 - `drain`: 10k-job end-to-end drains on a large node, fresh process or reused worker;
+- `cluster`: a plain node, one clustered node and three on one database (spread, drain rate, the leader's
+  CPU), and the leader's failover by SIGKILL; alone as `python -m scripts.bench.cluster`;
 - `peers`: the peer queues, measured in the same sitting by the shared harness (`--peers`);
-- `targets`, `render`: the issue's targets and the report.
+- `targets`, `render` (and `render_*`): the issue's targets and the report.
 """

@@ -1,6 +1,7 @@
 """Runs every measurement and writes `evaluation_results.md`; see `scripts/bench/__init__.py`.
 
-python -m scripts.bench [--output PATH] [--core-max N] [--peers] [--peer-reps N]
+python -m scripts.bench [--output PATH] [--core-max N] [--peers] [--peer-reps N] [--cluster-jobs N]
+                        [--cluster-rounds N] [--no-cluster]
 
 Everything started here is stopped in `finally`, by pid: each service by SIGTERM to its `taskq serve` pid
 (which drains and stops its process tree), the embedded PostgreSQL by its own stop.
@@ -18,6 +19,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .cluster import CLUSTER_JOBS, FAILOVER_ROUNDS, ClusterBench, cluster_benchmark
 from .common import CAPACITY, OUTPUT, log
 from .core_bench import CORE_SIZES, core_benchmark
 from .database import PgServer
@@ -44,6 +46,9 @@ def main() -> int:
         help="then run the peer queues (shared/peers/run.sh) and compare (also PEERS=1)",
     )
     parser.add_argument("--peer-reps", type=int, default=int(os.environ.get("PEER_REPS", "1")))
+    parser.add_argument("--cluster-jobs", type=int, default=CLUSTER_JOBS, help="jobs per cluster drain (section 9)")
+    parser.add_argument("--cluster-rounds", type=int, default=FAILOVER_ROUNDS, help="leader kills (section 9)")
+    parser.add_argument("--no-cluster", action="store_true", help="skip the cluster measurements (section 9)")
     args = parser.parse_args()
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so that the `finally` below stops what was started.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -51,6 +56,8 @@ def main() -> int:
     t_start = time.monotonic()
     load_before = os.getloadavg()[0]
     notes: list[str] = []
+    cluster: ClusterBench | None = None
+    cluster_note = "skipped (`--no-cluster`)" if args.no_cluster else ""
 
     log("scheduler core micro-benchmark")
     core = core_benchmark([n for n in CORE_SIZES if n <= args.core_max])
@@ -97,6 +104,18 @@ def main() -> int:
         drains: dict[str, Drain] = {t: drain(drain_svc, drain_db, pg, t) for t in DRAIN_TYPES}
         drain_svc.stop()
         log(f"drain service exited with {drain_svc.exit_code} in {drain_svc.stop_s:.2f}s")
+        svc = None
+
+        # The cluster: three nodes (and one, for comparison) on fresh databases of the same server, then the
+        # leader killed ten times. It stops every node it started; a failure there costs only its section.
+        if not args.no_cluster:
+            log("cluster: a plain node, one clustered node, three clustered nodes, then the leader's failover")
+            try:
+                cluster = cluster_benchmark(pg, workdir, jobs=args.cluster_jobs, rounds=args.cluster_rounds)
+            except Exception as exc:
+                cluster_note = f"the cluster benchmark failed: {type(exc).__name__}: {str(exc)[:300]}"
+                log(cluster_note)
+                notes.append(cluster_note)
     except BaseException:
         if svc is not None:
             print(f"--- service log tail ---\n{svc.log_tail()}", file=sys.stderr)
@@ -135,6 +154,8 @@ def main() -> int:
         load_before=load_before,
         load_after=load_after,
         notes=notes,
+        cluster=cluster,
+        cluster_note=cluster_note,
     )
     args.output.write_text(render(run) + "\n")
     log(f"wrote {args.output}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from .cluster import ClusterBench
 from .common import CAPACITY, mean, mib, pct, ratio
 from .core_bench import CORE_OPERATIONS
 from .drain import DRAIN_CAPACITY
@@ -137,7 +138,26 @@ def bottlenecks(run: Run, n_cpu: int) -> list[str]:
         f"{big.build_s:.1f} s here (one thread, no I/O; ≈{big.rss_per_job:.0f} bytes per job), before any "
         "database read; a scheduler restart with millions of live jobs pauses dispatch for at least that long."
     )
+    lines += cluster_bottlenecks(run.cluster, n_cpu)
     return lines
+
+
+def cluster_bottlenecks(cb: ClusterBench | None, n_cpu: int) -> list[str]:
+    spreads = {s.label: s for s in cb.spreads} if cb else {}
+    one, three = spreads.get("single"), spreads.get("cluster3")
+    if one is None or three is None:
+        return []
+    leader = three.leader_scheduler_cpu_s / three.jobs
+    return [
+        f"**A cluster on one machine**: three nodes drained {three.throughput:,.0f} jobs/s against "
+        f"{one.throughput:,.0f} for a plain node (×{ratio(three.throughput, one.throughput):.2f}), spending "
+        f"{(three.service_cpu_s + three.pg_cpu_s) / three.jobs * 1e6:,.0f} µs of CPU per job (all nodes and "
+        f"PostgreSQL) against {(one.service_cpu_s + one.pg_cpu_s) / one.jobs * 1e6:,.0f} µs: on {n_cpu} shared CPUs "
+        "more nodes add processes, not CPUs. The leader's scheduler spent "
+        f"{leader * 1e6:,.0f} µs per job (a plain node's {one.leader_scheduler_cpu_s / one.jobs * 1e6:,.0f} µs); it "
+        "is one process whatever the number of nodes, so at that cost a whole CPU of its own would place at most "
+        f"≈{round(ratio(1.0, leader), -2):,.0f} jobs/s, however many nodes execute them."
+    ]
 
 
 def drain_bottlenecks(run: Run, n_cpu: int) -> list[str]:

@@ -13,6 +13,7 @@ from .bottlenecks import bottlenecks
 from .common import CAPACITY, FAR_FUTURE, mean, mib, ms, pct, table
 from .drain import DRAIN_BATCH, DRAIN_CAPACITY, DRAIN_NEEDS
 from .latency import GAP_S, STAGES
+from .render_cluster import render_cluster
 from .render_peers import render_peers
 from .render_spec import render_core, render_perf, render_scenarios
 from .results import Add, Run, us
@@ -63,7 +64,8 @@ def render(run: Run) -> str:
         f"{DRAIN_CAPACITY['cpu_units']} CPU units / {DRAIN_CAPACITY['memory_mb']} MB "
         f"(`TASKQ_CPU_UNITS={DRAIN_CAPACITY['cpu_units']} TASKQ_MEMORY_MB={DRAIN_CAPACITY['memory_mb']}`) with jobs "
         f"of {DRAIN_NEEDS['cpu_units']} CPU / {DRAIN_NEEDS['memory_mb']} MB for the drains (section 3), so that "
-        "slots are not what is measured. PostgreSQL, the service's processes, its workers and the load generators "
+        "slots are not what is measured (nodes of that size also in section 9, the cluster). PostgreSQL, the "
+        "service's processes, its workers and the load generators "
         f"all share the same {n_cpu} CPUs\n"
         f"- Whole evaluation took {run.duration_s:.0f} s; 1-minute load average {run.load_before:.2f} before it, "
         f"{run.load_after:.2f} after it (anything else running on the machine shares the same CPUs)\n"
@@ -78,7 +80,8 @@ def render(run: Run) -> str:
     render_core(run, add)
     render_scenarios(run, add)
     render_peers(run, add)
-    add("## 9. Bottlenecks and scaling limits\n")
+    render_cluster(run.cluster, add, run.cluster_note)
+    add("## 10. Bottlenecks and scaling limits\n")
     add("Each statement is computed from the figures above.\n")
     for line in bottlenecks(run, n_cpu):
         add(f"- {line}")

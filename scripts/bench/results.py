@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .cluster import ClusterBench
 from .core_bench import CoreRow
 from .drain import Drain
 from .latency import Latency
@@ -41,6 +42,8 @@ class Run:
     load_before: float = math.nan  # 1-minute load average when the run started
     load_after: float = math.nan
     notes: list[str] = field(default_factory=list)
+    cluster: ClusterBench | None = None  # three nodes on one database, one node, the failover (section 9)
+    cluster_note: str = ""  # why it was not measured
 
 
 def sup(n: int) -> str:

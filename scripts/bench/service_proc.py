@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,13 @@ class ServiceProcess:
 
     ROLES = ("root", "scheduler", "supervisor", "zygote", "api", "workers", "other")
 
-    def __init__(self, database_url: str, log_path: Path, capacity: dict[str, int]) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        log_path: Path,
+        capacity: dict[str, int],
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -38,7 +44,9 @@ class ServiceProcess:
             "TASKQ_CPU_UNITS": str(capacity["cpu_units"]),
             "TASKQ_MEMORY_MB": str(capacity["memory_mb"]),
             "TASKQ_LOG_LEVEL": "INFO",
+            **(extra_env or {}),  # e.g. a cluster node's TASKQ_CLUSTER_SECRET, TASKQ_NODE_NAME
         }
+        self.extra_env = dict(extra_env or {})
         self.capacity = dict(capacity)
         self.process: subprocess.Popen[bytes] | None = None
         self.ready_s = math.nan
@@ -124,6 +132,40 @@ class ServiceProcess:
                 out[reaped] += t.children_user + t.children_system
         return out
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> float:
+        """SIGKILL to the root's process group (root, scheduler, supervisor, zygote), nothing drained; the API
+        and the workers, in process groups of their own, die with their parents (PR_SET_PDEATHSIG), which is
+        checked here: any left after 10 s is killed by pid. Returns the wall-clock time (`time.time()`) just
+        before the signal."""
+        assert self.process is not None
+        descendants: list[psutil.Process] = []
+        with contextlib.suppress(psutil.Error):
+            descendants = self.tree()[1:]
+        at = time.time()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.exit_code = self.process.wait(10)
+        self.stop_note = "killed with SIGKILL (process group)"
+        self._reap(descendants)
+        return at
+
+    def _reap(self, descendants: list[psutil.Process]) -> None:
+        left = [p for p in descendants if _alive(p)]
+        if left:
+            with contextlib.suppress(BaseException):
+                wait_until(lambda: not [p for p in left if _alive(p)], timeout=10, what="descendants to exit")
+            left = [p for p in left if _alive(p)]
+        if left:
+            self.stop_note += f" {len(left)} descendant process(es) outlived the root and were killed"
+            for p in left:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+
     def stop(self, timeout: float = 60.0) -> None:
         if self.process is None or self.exit_code is not None:
             return
@@ -141,16 +183,7 @@ class ServiceProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.exit_code = self.process.wait(10)
         self.stop_s = time.monotonic() - t0
-        left = [p for p in descendants if _alive(p)]
-        if left:
-            with contextlib.suppress(BaseException):
-                wait_until(lambda: not [p for p in left if _alive(p)], timeout=10, what="descendants to exit")
-            left = [p for p in left if _alive(p)]
-        if left:
-            self.stop_note += f" {len(left)} descendant process(es) outlived the root and were killed"
-            for p in left:
-                with contextlib.suppress(psutil.Error):
-                    p.kill()
+        self._reap(descendants)
 
 
 def _alive(proc: psutil.Process) -> bool:
