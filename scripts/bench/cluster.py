@@ -107,6 +107,9 @@ class ClusterBench:
     lease_s: float
     spreads: list[Spread] = field(default_factory=list)
     rounds: list[FailoverRound] = field(default_factory=list)
+    # One job at a time on the idle three-node cluster, through the leader's API and through another
+    # node's: `jobs.created_at` (its commit) → `attempts.started_at` (its dispatch), in ms.
+    idle_start_ms: dict[str, list[float]] = field(default_factory=dict)
     load_before: float = math.nan  # 1-minute load average
     load_after: float = math.nan
     duration_s: float = math.nan
@@ -256,6 +259,42 @@ def spread(label: str, group: Nodes, pg: PgServer, jobs: int, batch: int) -> Spr
     return out
 
 
+IDLE_SUBMISSIONS = 30
+
+
+def idle_starts(group: Nodes, count: int = IDLE_SUBMISSIONS) -> dict[str, list[float]]:
+    """On the idle cluster, `count` jobs one at a time through the leader's API, then through another
+    node's (whose notice reaches the leader over the relayed link): commit → dispatch of each."""
+    leader = str(group.wait_connected(next(iter(group.nodes.values())), group.nodes)["leader"])
+    other = next(name for name in group.nodes if name != leader)
+    out: dict[str, list[float]] = {}
+    for label, name in (("through the leader's API", leader), ("through another node's API", other)):
+        svc = group.nodes[name]
+        ids = []
+        for i in range(count):
+            job_id = f"idle-{name}-{i:03d}"
+            answer = group.http.post(
+                f"{svc.base_url}/jobs", json={"job_id": job_id, "type": JOB_TYPE, "payload": {"duration_seconds": 0}}
+            )
+            if answer.status_code != 201:
+                raise RuntimeError(f"POST /jobs through {name} -> {answer.status_code}: {answer.text[:300]}")
+
+            def succeeded(url: str = f"{svc.base_url}/jobs/{job_id}") -> bool:
+                return bool(group.http.get(url).json()["status"] == "succeeded")
+
+            wait_until(succeeded, timeout=30, interval=0.005, what=f"{job_id} to succeed")
+            ids.append(job_id)
+        rows = group.db.fetch(
+            f"""SELECT {US.format("a.started_at")} - {US.format("j.created_at")} AS wait
+                FROM jobs j JOIN attempts a ON a.job_id = j.job_id AND a.attempt = 1
+                WHERE j.job_id = ANY($1::text[])""",
+            ids,
+        )
+        out[label] = sorted(r["wait"] / 1e3 for r in rows)
+        log(f"cluster idle starts {label}: p50 {pct(out[label], 50):.2f} ms over {len(rows)} jobs")
+    return out
+
+
 def failover(group: Nodes, rounds: int) -> list[FailoverRound]:
     """`rounds` times: SIGKILL the leading node's process group, submit through a survivor at once, time the
     new leader and the job's start; then restart the killed node under its name and wait for it to rejoin."""
@@ -375,6 +414,8 @@ def cluster_benchmark(
         try:
             for name in names:
                 group.start(name)
+            if len(names) > 1:
+                out.idle_start_ms = idle_starts(group)
             out.spreads.append(spread(label, group, pg, jobs, batch))
             if len(names) > 1 and rounds > 0:
                 out.rounds = failover(group, rounds)

@@ -84,6 +84,25 @@ def render_cluster(cb: ClusterBench | None, add: Add, note: str = "") -> None:
         )
     )
     add("")
+    if cb.idle_start_ms:
+        add("### One job at a time on the idle cluster\n")
+        add(
+            "Each job submitted alone (`POST /jobs`, waiting for it to succeed before the next) on the idle "
+            "three-node cluster, through the leading node's API and through another node's, whose notice reaches "
+            "the leader over the relayed link. Commit (`jobs.created_at`) → dispatch (`attempts.started_at`), "
+            "both written by PostgreSQL's clock.\n"
+        )
+        add(
+            table(
+                ["submitted", "jobs", "p50", "p95", "max"],
+                [
+                    [label, str(len(ms)), f"{pct(ms, 50):.2f} ms", f"{pct(ms, 95):.2f} ms", f"{max(ms):.2f} ms"]
+                    for label, ms in cb.idle_start_ms.items()
+                    if ms
+                ],
+            )
+        )
+        add("")
     add("### Failover of the leader\n")
     if not cb.rounds:
         add("Not run (`--rounds 0`).\n")
