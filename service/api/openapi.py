@@ -21,7 +21,15 @@ from typing import Any
 import msgspec
 
 from service.api.auth import OPEN, ROUTES
-from service.api.schemas import JOB_ID_PATTERN, BatchSubmission, JobSubmission, KeyRequest
+from service.api.schemas import (
+    JOB_ID_PATTERN,
+    BatchSubmission,
+    JobSubmission,
+    KeyRequest,
+    SchedulePatch,
+    ScheduleSubmission,
+    TypeControlPatch,
+)
 from service.credentials import KEY_ID, NAME_MAX, SCOPES
 from service.model import Priority, Resources, Status
 
@@ -73,8 +81,41 @@ PROBLEMS: dict[tuple[str, str], dict[int, str]] = {
     },
     ("GET", "/keys"): {503: "the database is unreachable"},
     ("DELETE", "/keys/{key_id}"): {404: "no key has this id", 503: "the database is unreachable"},
+    ("GET", "/jobs/{job_id}/graph"): {404: "no job has this id", 503: "the database is unreachable"},
+    ("GET", "/stats/throughput"): {400: "a query parameter is not valid", 503: "the database is unreachable"},
+    ("POST", "/schedules"): {
+        400: "the body is not JSON",
+        409: "a schedule with this schedule_id exists",
+        422: "a field is not valid: the cron expression, the timezone, the job (field named in `errors`)",
+        503: "the database is unreachable",
+    },
+    ("GET", "/schedules"): {503: "the database is unreachable"},
+    ("GET", "/schedules/{schedule_id}"): {404: "no schedule has this id", 503: "the database is unreachable"},
+    ("PATCH", "/schedules/{schedule_id}"): {
+        400: "the body is not JSON",
+        404: "no schedule has this id",
+        422: "a field is not valid (named in `errors`), or the schedule is being changed at this moment",
+        503: "the database is unreachable",
+    },
+    ("DELETE", "/schedules/{schedule_id}"): {404: "no schedule has this id", 503: "the database is unreachable"},
+    ("GET", "/types"): {503: "the database is unreachable"},
+    ("PATCH", "/types/{job_type}"): {
+        400: "the body is not JSON",
+        404: "no handler is registered for this job type",
+        422: "a control is not valid (named in `errors`)",
+        503: "the database is unreachable",
+    },
 }
-WITH_BODY = frozenset({("POST", "/jobs"), ("POST", "/jobs/batch"), ("POST", "/keys")})
+WITH_BODY = frozenset(
+    {
+        ("POST", "/jobs"),
+        ("POST", "/jobs/batch"),
+        ("POST", "/keys"),
+        ("POST", "/schedules"),
+        ("PATCH", "/schedules/{schedule_id}"),
+        ("PATCH", "/types/{job_type}"),
+    }
+)
 # Routes that answer 503 with a JSON body of their own (not a problem).
 OWN_503 = frozenset({("GET", "/health/ready")})
 # A replayed submission (same job_id and body) is answered 200 with the existing job.
@@ -142,8 +183,9 @@ def document(
     """Litestar's document for this app, completed (see the module's docstring)."""
     doc = copy.deepcopy(base)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    (single, batch, key), components = msgspec.json.schema_components(
-        [JobSubmission, BatchSubmission, KeyRequest], ref_template="#/components/schemas/{name}"
+    (single, batch, key, schedule, schedule_patch, type_patch), components = msgspec.json.schema_components(
+        [JobSubmission, BatchSubmission, KeyRequest, ScheduleSubmission, SchedulePatch, TypeControlPatch],
+        ref_template="#/components/schemas/{name}",
     )
     schemas.update(components)
     schemas["Problem"] = _PROBLEM_SCHEMA
@@ -157,6 +199,12 @@ def document(
         "/jobs": {"schema": single, "example": _SPEC_EXAMPLE},
         "/jobs/batch": {"schema": batch, "example": _BATCH_EXAMPLE},
         "/keys": {"schema": key, "example": {"name": "ci", "scopes": ["submit", "read"]}},
+        "/schedules": {
+            "schema": schedule,
+            "example": {"schedule_id": "nightly", "cron": "0 3 * * *", "job": {"type": "report"}},
+        },
+        "/schedules/{schedule_id}": {"schema": schedule_patch, "example": {"paused": True}},
+        "/types/{job_type}": {"schema": type_patch, "example": {"max_running": 4}},
     }
     for path, operations in doc.get("paths", {}).items():
         for method, operation in operations.items():
@@ -166,6 +214,10 @@ def document(
             if route in WITH_BODY:
                 operation["requestBody"] = {"required": True, "content": {"application/json": bodies[path]}}
             for parameter in operation.get("parameters", []):
+                if parameter["name"] == "job_type" and parameter.get("in") == "path":
+                    # Only a registered type has controls: the node's closed list.
+                    parameter["schema"] = {"type": "string", "enum": sorted(job_types)}
+                    continue
                 if (schema := _PARAMETERS.get(parameter["name"])) is not None:
                     parameter["schema"] = {**parameter.get("schema", {}), **schema}
                     parameter["schema"].pop("oneOf", None)

@@ -753,7 +753,9 @@ class SchedulerActor:
 
     async def _rebuild(self) -> None:
         counts = await gateway.count_by_status(self.pool)
-        self.terminal_counts = Counter({s.value: counts.get(s.value, 0) for s in TERMINAL})
+        # In place: the gauges hold this very Counter.
+        self.terminal_counts.clear()
+        self.terminal_counts.update({s.value: counts.get(s.value, 0) for s in TERMINAL})
         self.events.last = await gateway.last_event_seq(self.pool)
         self.pruned_up_to = (await gateway.first_event_seq(self.pool) or 1) - 1
         rows = await gateway.load_live_jobs(self.pool)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,14 @@ def total(samples: list[Sample], name: str, **labels: str) -> float:
 
 
 def value(samples: list[Sample], name: str, **labels: str) -> float | None:
-    found = [s.value for s in samples if s.name == name and s.labels == labels]
+    """The one sample of `name` with exactly `labels`, besides the `node` label every series carries."""
+    found = [s.value for s in samples if s.name == name and _own(s.labels) == labels]
     assert len(found) <= 1, f"several {name}{labels} series: {found}"
     return found[0] if found else None
+
+
+def _own(labels: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in labels.items() if k != "node"}
 
 
 def test_scrape_has_every_queried_series_and_counts_the_run(service_factory: Callable[..., Service]) -> None:
@@ -90,7 +96,21 @@ def test_scrape_has_every_queried_series_and_counts_the_run(service_factory: Cal
         )
         return samples if done else None
 
-    samples = wait_until(counted, timeout=10, what="the run to be counted on /metrics")
+    samples = wait_until(
+        counted,
+        timeout=10,
+        what="the run to be counted on /metrics",
+        detail=lambda: [
+            (s.name, s.labels, s.value)
+            for s in scrape(service)
+            if s.name in ("taskq_jobs_finished_total", "taskq_dlq_size", "taskq_resources_in_use")
+        ],
+    )
+
+    # Every series names its node: a cluster's nodes are scraped one by one (one node here, named by
+    # default after its host and port).
+    nodes = {s.labels.get("node") for s in samples if s.name.startswith("taskq_")}
+    assert nodes == {f"{socket.gethostname()}:{service.port}"}, nodes
 
     # Every series the dashboard and the alert rules query is on the scrape (histograms as _bucket etc.).
     scraped = {s.name for s in samples}
