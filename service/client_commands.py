@@ -557,4 +557,8 @@ def _event_line(item: Event | Gap) -> str:
     error = f" {event.error}" if event.error else ""
     attempt = f" #{event.attempt}" if event.attempt is not None else ""
     when = _when(event.timestamp)
-    return f"{when} {event.seq:>6} {event.job_id} {event.type} {event.event} -> {event.status}{attempt}{error}"
+    done = ""
+    if event.progress is not None:
+        message = f" {event.progress.message}" if event.progress.message else ""
+        done = f" {event.progress.fraction:.0%}{message}"
+    return f"{when} {event.seq:>6} {event.job_id} {event.type} {event.event} -> {event.status}{attempt}{done}{error}"

@@ -6,6 +6,12 @@ submit-only credential, and `defer` by reference."""
 from __future__ import annotations
 
 import asyncio
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +20,7 @@ import httpx
 import pytest
 import taskq
 
-from tests.conftest import PgServer, Service, module_service, wait_until
+from tests.conftest import ROOT, PgServer, Service, module_service, wait_until
 from tests.e2e.developer_handlers import Email, add_up, send_email
 
 KEY = "bootstrap-secret-for-the-developer-tests-0123456789"
@@ -207,3 +213,47 @@ def test_defer_by_reference_submits_through_the_configured_client(keyed: Service
         assert keyed.wait_status(later.job_id, "succeeded")["result"]["sum"] == 1
     finally:
         taskq.configure()
+
+
+def test_taskq_watch_draws_a_running_jobs_progress_bar(keyed: Service, tmp_path: Path) -> None:
+    """`taskq watch ID` on a terminal: the table shows the job's `ctx.progress` as a bar, its percentage
+    and its message, from the stream alone."""
+    release = tmp_path / "release"
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
+    env |= {"TASKQ_URL": keyed.base_url, "TASKQ_API_KEY": KEY, "TERM": "xterm-256color", "COLUMNS": "200"}
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "service", "watch", "progress-on-screen"],
+        cwd=ROOT,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    screen = bytearray()
+
+    def read() -> str:
+        while select.select([master], [], [], 0.1)[0]:
+            try:
+                screen.extend(os.read(master, 65536))
+            except OSError:  # the child closed the terminal
+                break
+        return screen.decode(errors="replace")
+
+    try:
+        wait_until(lambda: "taskq watch" in read(), what="the watch's table")  # its stream is open
+        keyed.submit(type="dev_heartbeat", job_id="progress-on-screen", payload={"release_file": str(release)})
+        text = wait_until(
+            lambda: (t := read()) and "25%" in t and t,
+            what="the progress on the screen",
+            detail=lambda: screen.decode(errors="replace")[-3000:],
+        )
+        assert "waiting" in text  # the message, however the column wraps it
+    finally:
+        release.touch()
+        if watch.poll() is None:
+            os.kill(watch.pid, signal.SIGTERM)  # this process, by its pid
+        watch.wait(10)
+        os.close(master)
+    keyed.wait_status("progress-on-screen", "succeeded")
