@@ -469,31 +469,9 @@ def test_the_dead_letter_queue_re_drives_a_selection_after_confirmation(
         console.wait_status(job_id, "succeeded")
 
 
-def answers(console: Service, path: str) -> int:
-    return console.http.get(path).status_code
-
-
-@pytest.mark.parametrize(
-    ("page_name", "said"),
-    [("types", "Type controls are not available"), ("schedules", "Schedules are not available")],
-)
-def test_a_page_says_so_when_the_service_lacks_its_routes(
-    page: Page, console: Service, keys: dict[str, str], page_name: str, said: str
-) -> None:
-    from playwright.sync_api import expect
-
-    if answers(console, f"/{page_name}") != 404:
-        pytest.skip(f"this service has GET /{page_name}: the tests of that page cover it")
-    sign_in(page, keys["operator"], f"#/{page_name}")
-    expect(page.get_by_text(f"{said} on this service")).to_be_visible()
-    photograph(page, page_name)
-
-
 def test_pausing_a_type_holds_its_jobs(page: Page, console: Service, keys: dict[str, str], ids: str) -> None:
     from playwright.sync_api import expect
 
-    if answers(console, "/types") == 404:
-        pytest.skip("GET /types is not on this branch's service yet (answered 404)")
     kind = "data_export"  # a type no other test of the module submits
     sign_in(page, keys["operator"], "#/types")
     row = page.locator(f'tr[data-type="{kind}"]')
@@ -520,8 +498,6 @@ def test_pausing_a_type_holds_its_jobs(page: Page, console: Service, keys: dict[
 def test_a_schedule_is_listed_and_paused(page: Page, console: Service, keys: dict[str, str], ids: str) -> None:
     from playwright.sync_api import expect
 
-    if answers(console, "/schedules") == 404:
-        pytest.skip("GET /schedules is not on this branch's service yet (answered 404)")
     schedule_id = f"{ids}-yearly"
     created = console.http.post(
         "/schedules",
