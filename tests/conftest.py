@@ -143,6 +143,16 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def _describe(process: psutil.Process) -> str:
+    """A leftover process, with its parent: enough to tell an orphan from a straggler."""
+    try:
+        parent = process.parent()
+        owner = f"{parent.pid} {' '.join(parent.cmdline())[:60]!r}" if parent is not None else "none"
+        return f"{process.pid} {' '.join(process.cmdline())[:60]!r} started {process.create_time():.3f}, parent {owner}"
+    except psutil.Error as exc:
+        return f"{process.pid} ({exc})"
+
+
 @pytest.fixture
 def database_url(pg: PgServer) -> str:
     return pg.fresh_database()
@@ -344,7 +354,8 @@ def no_leftover_processes() -> Iterator[None]:
     with contextlib.suppress(BaseException):
         wait_until(lambda: not leftovers(), timeout=10, what="child processes to exit")
     remaining = leftovers()
+    described = [_describe(p) for p in remaining]  # before the kill: who it is and whose child
     for process in remaining:
         with contextlib.suppress(psutil.Error):
             process.kill()
-    assert not remaining, f"processes left running: {[p.pid for p in remaining]}"
+    assert not remaining, f"processes left running: {described}"

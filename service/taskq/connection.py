@@ -11,8 +11,10 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from typing import TYPE_CHECKING
 
-from .client import AsyncClient, Client
+if TYPE_CHECKING:  # the client (httpx, websockets) is imported on first use: see taskq/__init__.py
+    from .client import AsyncClient, Client
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -43,6 +45,8 @@ def default_client() -> Client:
     """One blocking client per process, made on first use (never in a parent that forks: the zygote
     makes none) and closed at exit."""
     global _client
+    from .client import Client
+
     with _lock:
         if _client is None:
             url, api_key = settings()
@@ -54,5 +58,7 @@ def default_client() -> Client:
 def async_client() -> AsyncClient:
     """A new asyncio client on the default connection, for `async with`: an asyncio client belongs to
     the event loop it first runs on, so none is shared."""
+    from .client import AsyncClient
+
     url, api_key = settings()
     return AsyncClient(url, api_key)
