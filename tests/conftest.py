@@ -341,15 +341,21 @@ def no_leftover_processes() -> Iterator[None]:
     yield
 
     def leftovers() -> list[psutil.Process]:
+        # Our descendants first, the shared services' after: a module-shared service keeps forking (its
+        # zygote replaces spare workers), and a worker forked between the two reads must be found among
+        # the shared ones, not counted as a leftover. A process never moves into a shared tree, so the
+        # later read holds every shared process of the earlier one.
+        candidates = psutil.Process().children(recursive=True)
         shared: set[int] = set()
         for pid in _SHARED_ROOTS:
             with contextlib.suppress(psutil.Error):
                 shared |= {pid} | {p.pid for p in psutil.Process(pid).children(recursive=True)}
-        return [
-            p
-            for p in psutil.Process().children(recursive=True)
-            if p.pid not in shared and p.is_running() and p.status() != "zombie"
-        ]
+        found = []
+        for p in candidates:
+            with contextlib.suppress(psutil.Error):
+                if p.pid not in shared and p.is_running() and p.status() != "zombie":
+                    found.append(p)
+        return found
 
     with contextlib.suppress(BaseException):
         wait_until(lambda: not leftovers(), timeout=10, what="child processes to exit")
