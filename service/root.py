@@ -293,18 +293,24 @@ class RootSupervisor:
     def _drain(self) -> None:
         """Graceful shutdown, the one component that owns it (as Oban's Watchman does).
 
-        SIGUSR1 tells the api (refuse new jobs, readiness false) and the scheduler (start nothing; give
-        running attempts the grace, then interrupt them so they go back to pending unused). The scheduler
-        exits by itself once nothing runs: that is the "drained" event. A second signal ends the grace now.
+        SIGUSR1 tells the api to refuse new jobs (readiness false) and the drain's owner to start nothing
+        new, give running attempts the grace, then interrupt them so they go back to pending unused. The
+        owner exits by itself once nothing runs: that is the "drained" event. A second signal ends the
+        grace now.
+
+        On a single node the owner is the scheduler. In a cluster a drain is this node's only, so the
+        owner is the supervisor: it tells the leader to place nothing more here and exits once the leader
+        has acknowledged every report; the other nodes go on, and if this node's scheduler leads it hands
+        the lease over when the root stops it afterwards (instead of letting it expire).
         """
         by_name = {c.name: c for c in self.children}
-        if self.settings.clustered:
-            self._drain_node(by_name)
+        owner_name, second = (
+            ("supervisor", signal.SIGTERM) if self.settings.clustered else ("scheduler", signal.SIGUSR2)
+        )
+        owner = by_name.get(owner_name)
+        if owner is None or owner.process is None or not owner.process.is_alive():
             return
-        scheduler = by_name.get("scheduler")
-        if scheduler is None or scheduler.process is None or not scheduler.process.is_alive():
-            return
-        for name in ("api", "scheduler"):
+        for name in ("api", owner_name):
             process = by_name[name].process
             if process is not None and process.pid is not None and process.is_alive():
                 os.kill(process.pid, signal.SIGUSR1)
@@ -313,45 +319,16 @@ class RootSupervisor:
         # The drain began with the first signal: any other is the second, even one that arrived while
         # the drain was being started (a test, or an impatient operator, can be that quick).
         signals_seen = 1
-        while scheduler.process.is_alive() and time.monotonic() < deadline:
-            multiprocessing.connection.wait([scheduler.process.sentinel, self._wake_r], timeout=1.0)
+        while owner.process.is_alive() and time.monotonic() < deadline:
+            multiprocessing.connection.wait([owner.process.sentinel, self._wake_r], timeout=1.0)
             self._drain_wakeups()
-            if self.stop_signals > signals_seen and scheduler.process.pid is not None:
+            if self.stop_signals > signals_seen and owner.process.pid is not None:
                 signals_seen = self.stop_signals
                 log.info("second signal: interrupting running jobs now")
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(scheduler.process.pid, signal.SIGUSR2)
-        if scheduler.process.is_alive():
-            log.warning("the scheduler did not drain in time; stopping it")
-        else:
-            log.info("drained")
-
-    def _drain_node(self, by_name: dict[str, ChildSpec]) -> None:
-        """In a cluster, a drain is this node's only: the API refuses new jobs, the supervisor tells the
-        leader to place nothing more here, lets its running attempts finish within the grace, interrupts
-        the rest (back in line, uncharged) and exits once the leader has acknowledged every report: that
-        exit is the "drained" event. The other nodes go on; if this node's scheduler leads, it hands the
-        lease over when the root stops it afterwards (instead of letting it expire)."""
-        supervisor = by_name.get("supervisor")
-        if supervisor is None or supervisor.process is None or not supervisor.process.is_alive():
-            return
-        for name in ("api", "supervisor"):
-            process = by_name[name].process
-            if process is not None and process.pid is not None and process.is_alive():
-                os.kill(process.pid, signal.SIGUSR1)
-        log.info("draining this node: its running jobs get up to %.0fs", self.settings.shutdown_grace_seconds)
-        deadline = time.monotonic() + self.settings.shutdown_grace_seconds + self.settings.kill_grace_seconds + 10
-        signals_seen = 1
-        while supervisor.process.is_alive() and time.monotonic() < deadline:
-            multiprocessing.connection.wait([supervisor.process.sentinel, self._wake_r], timeout=1.0)
-            self._drain_wakeups()
-            if self.stop_signals > signals_seen and supervisor.process.pid is not None:
-                signals_seen = self.stop_signals
-                log.info("second signal: interrupting this node's running jobs now")
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(supervisor.process.pid, signal.SIGTERM)
-        if supervisor.process.is_alive():
-            log.warning("the supervisor did not drain in time; stopping it")
+                    os.kill(owner.process.pid, second)
+        if owner.process.is_alive():
+            log.warning("the %s did not drain in time; stopping it", owner_name)
         else:
             log.info("drained")
 

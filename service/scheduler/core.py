@@ -553,9 +553,6 @@ class SchedulerCore:
         self.nodes.pop(name, None)
         self._queue_changed = True
 
-    def nodes_holding_attempts(self) -> set[str]:
-        return {job.node for job in self.running.values()}
-
     def attempt_finished(
         self, job_id: str, attempt: int, outcome: Outcome, error: str | None, result: Any, now: float
     ) -> bool:

@@ -64,14 +64,16 @@ class Executors:
         if not self.clustered:
             return
         mono = time.monotonic()
-        for name in sorted(self.core.nodes_holding_attempts() | set(self.core.nodes)):
+        # Every node holding attempts has a ledger (a rebuild makes one for each node it finds running
+        # attempts on), so the ledgers alone say which nodes to watch: no walk over the running jobs.
+        for name, node in list(self.core.nodes.items()):
             seen = self.seen.setdefault(name, mono)  # first met in a rebuild: counted from now
             if mono - seen < self.silence_limit:
                 continue
             client = self.links.pop(name, None)
             if client is not None:  # a frozen peer: its link is open but it says nothing; it says Hello again
                 client.channel.close()
-            lost = sum(1 for job in self.core.running.values() if job.node == name)
+            lost = node.running
             self.core.node_expired(name, now)
             del self.seen[name]
             log.warning("node %s silent for %.1fs: %d attempts closed as crashed", name, mono - seen, lost)

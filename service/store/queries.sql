@@ -293,7 +293,8 @@ evented AS (
          AS e(seq, at, job_id, type, priority, status, event, attempt, error, progress, message)
     RETURNING 1
 )
-SELECT NULL::text AS job_id, NULL::text AS type, NULL::text AS payload WHERE NOT taskq_fence($44::bigint)
+SELECT NULL::text AS job_id, NULL::text AS type, NULL::text AS payload
+WHERE $44::bigint IS NOT NULL AND NOT taskq_fence($44::bigint)  -- a single node calls no function
 UNION ALL
 SELECT job_id, type, payload FROM moved WHERE started;
 
